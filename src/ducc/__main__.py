@@ -1,0 +1,5 @@
+"""`python -m ducc` runs the command line."""
+
+from ducc.cli import main
+
+main()

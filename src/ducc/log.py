@@ -1,0 +1,73 @@
+"""Logging, configured once: structlog events to stderr, JSON off a terminal, readable on one.
+
+Events are stable snake_case names with bound context (`image`, `digest`, `repo`). Secrets
+never reach a log line: credentials in URLs are redacted and secret-named keys are masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Literal, TextIO
+
+import structlog
+
+LogFormat = Literal["auto", "json", "console"]
+
+_SECRET_KEYS = frozenset(
+    {"password", "passwd", "pass", "token", "access_token", "authorization", "auth", "secret"}
+)
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+
+
+def redact(text: str) -> str:
+    """Remove credentials from a URL or message: `https://u:p@h/x` -> `https://***@h/x`."""
+    text = _URL_USERINFO.sub(r"\g<scheme>***@", text)
+    return _BEARER.sub(lambda m: f"{m.group(1)} ***", text)
+
+
+def _redact_event(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key, value in list(event.items()):
+        if key.lower() in _SECRET_KEYS:
+            event[key] = "***"
+        elif isinstance(value, str):
+            event[key] = redact(value)
+    return event
+
+
+def configure(*, verbosity: int = 0, fmt: LogFormat = "auto", stream: TextIO | None = None) -> None:
+    """Set up structlog and stdlib logging for the whole process (call once, at the entry)."""
+    out = stream if stream is not None else sys.stderr
+    level = logging.WARNING - 10 * max(0, min(verbosity, 2))
+    json_lines = fmt == "json" or (fmt == "auto" and not out.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if json_lines
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact_event,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries (urllib3) log through stdlib logging; keep them quiet unless debugging.
+    logging.basicConfig(level=logging.WARNING if verbosity < 2 else logging.DEBUG, stream=out)
+
+
+def get(name: str | None = None) -> Any:
+    """The project's logger; `name` is bound as `logger` when given."""
+    logger = structlog.get_logger()
+    return logger.bind(logger=name) if name else logger

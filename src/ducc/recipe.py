@@ -1,0 +1,378 @@
+"""Recipes (wishlists), DUCC's YAML format v1, validated as a whole before any work.
+
+Every problem is collected with its location (`recipe.yaml:9: input[3]: ...`) and raised
+together as `RecipeInvalid`; warnings (unknown keys, implicit `latest`, duplicates) are kept
+on the result. Parsing goes through YAML nodes so that every entry knows its line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ducc.errors import BadPattern, BadReference, RecipeInvalid
+from ducc.glob import Glob, compile_glob
+from ducc.reference import Reference, parse_reference
+
+MAX_RECIPE_BYTES = 4 * 1024 * 1024
+KNOWN_KEYS = ("version", "user", "cvmfs_repo", "output_format", "input", "ignoreErrors")
+OUTPUT_VARIABLES = ("scheme", "registry", "repository", "tag", "digest", "reference", "image")
+_VARIABLE = re.compile(r"\$\((?P<name>[^)]*)\)")
+_REPO_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_YAML_TYPES = {"int": "an integer", "float": "a number", "bool": "a boolean", "null": "null"}
+
+
+@dataclass(frozen=True, slots=True)
+class CvmfsRepo:
+    """`cvmfs_repo` of a recipe: a repository name and an optional subdirectory in it."""
+
+    name: str
+    subdir: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.name}/{self.subdir}" if self.subdir else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Wish:
+    """One `input` entry: an image (or wildcard) the repository should hold."""
+
+    recipe: str
+    line: int
+    index: int
+    input: str
+    reference: Reference
+    cvmfs_repo: CvmfsRepo
+    output_format: str | None = None
+    ignore_errors: bool = False
+
+    @property
+    def location(self) -> str:
+        return f"{self.recipe}:{self.line}: input[{self.index}]"
+
+    def output_name(self, concrete: Reference | None = None) -> str | None:
+        """The DUCC output (thin image) name for this wish or one of its expanded tags."""
+        if self.output_format is None:
+            return None
+        return format_output(self.output_format, concrete or self.reference)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipe:
+    path: str
+    cvmfs_repo: CvmfsRepo
+    wishes: tuple[Wish, ...]
+    user: str | None = None
+    output_format: str | None = None
+    ignore_errors: tuple[Glob, ...] = ()
+
+
+@dataclass(slots=True)
+class Wishlist:
+    """Every recipe given at once, with duplicate wishes merged."""
+
+    recipes: list[Recipe] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def wishes(self) -> list[Wish]:
+        return [wish for recipe in self.recipes for wish in recipe.wishes]
+
+
+def format_output(template: str, ref: Reference) -> str:
+    """Substitute DUCC's `$(variable)`s in an `output_format`."""
+    values = {
+        "scheme": ref.scheme,
+        "registry": ref.registry,
+        "repository": ref.repository,
+        "tag": ref.tag or "",
+        "digest": str(ref.digest) if ref.digest else "",
+        "reference": ref.reference,
+        "image": ref.image,
+    }
+    return _VARIABLE.sub(lambda m: values[m.group("name")], template)
+
+
+def load_wishlist(paths: list[str], *, extra_ignore_errors: list[str] | None = None) -> Wishlist:
+    """Parse and validate every recipe; raise `RecipeInvalid` listing every problem."""
+    problems: list[str] = []
+    wishlist = Wishlist()
+    for path in paths:
+        parser = _RecipeParser(path, wishlist.warnings)
+        recipe = parser.parse(extra_ignore_errors or [])
+        problems.extend(line for _, line in sorted(parser.own_problems, key=lambda p: p[0]))
+        if recipe is not None:
+            wishlist.recipes.append(recipe)
+    if problems:
+        raise RecipeInvalid(problems)
+    _merge_duplicates(wishlist)
+    return wishlist
+
+
+def _merge_duplicates(wishlist: Wishlist) -> None:
+    seen: dict[tuple[str, str], Wish] = {}
+    merged: list[Recipe] = []
+    for recipe in wishlist.recipes:
+        kept: list[Wish] = []
+        for wish in recipe.wishes:
+            key = (str(wish.cvmfs_repo), str(wish.reference))
+            first = seen.get(key)
+            if first is None:
+                seen[key] = wish
+                kept.append(wish)
+                continue
+            wishlist.warnings.append(
+                f"{wish.location}: duplicate of {first.location} ({wish.input}); merged"
+            )
+        merged.append(_with_wishes(recipe, tuple(kept)))
+    wishlist.recipes = merged
+
+
+def _with_wishes(recipe: Recipe, wishes: tuple[Wish, ...]) -> Recipe:
+    return Recipe(
+        path=recipe.path,
+        cvmfs_repo=recipe.cvmfs_repo,
+        wishes=wishes,
+        user=recipe.user,
+        output_format=recipe.output_format,
+        ignore_errors=recipe.ignore_errors,
+    )
+
+
+class _RecipeParser:
+    """Walks one recipe's YAML nodes, appending located problems and warnings."""
+
+    def __init__(self, path: str, warnings: list[str]) -> None:
+        self.path = path
+        self.own_problems: list[tuple[int, str]] = []  # (line, message), sorted at the end
+        self.warnings = warnings
+
+    def problem(self, node: yaml.Node | None, message: str) -> None:
+        if node is None:
+            self.fail(0, f"{self.path}: {message}")
+        else:
+            self.fail(
+                node.start_mark.line + 1, f"{self.path}:{node.start_mark.line + 1}: {message}"
+            )
+
+    def fail(self, line: int, text: str) -> None:
+        self.own_problems.append((line, text))
+
+    def warn(self, node: yaml.Node, message: str) -> None:
+        self.warnings.append(f"{self.path}:{node.start_mark.line + 1}: {message}")
+
+    def parse(self, extra_ignore_errors: list[str]) -> Recipe | None:
+        root = self.compose()
+        if root is None:
+            return None
+        if not isinstance(root, yaml.MappingNode):
+            self.problem(root, f"a recipe is a mapping of keys, got {_kind(root)}")
+            return None
+        keys = self.keys(root)
+        self.check_version(root, keys.get("version"))
+        repo = self.cvmfs_repo(root, keys.get("cvmfs_repo"))
+        user = self.optional_string(keys.get("user"), "user")
+        output_format = self.output_format(keys.get("output_format"))
+        ignore = self.ignore_errors(keys.get("ignoreErrors"), extra_ignore_errors)
+        inputs = self.inputs(root, keys.get("input"))
+        if repo is None or self.own_problems:
+            return None
+        wishes = tuple(
+            Wish(
+                recipe=self.path,
+                line=node.start_mark.line + 1,
+                index=index,
+                input=text,
+                reference=ref,
+                cvmfs_repo=repo,
+                output_format=output_format,
+                ignore_errors=any(g.matches(text) or g.matches(str(ref)) for g in ignore),
+            )
+            for index, node, text, ref in inputs
+        )
+        return Recipe(self.path, repo, wishes, user, output_format, tuple(ignore))
+
+    def compose(self) -> yaml.Node | None:
+        try:
+            data = Path(self.path).read_bytes()
+        except OSError as exc:
+            self.fail(0, f"{self.path}: cannot read the recipe: {exc.strerror}")
+            return None
+        if len(data) > MAX_RECIPE_BYTES:
+            self.fail(0, f"{self.path}: larger than {MAX_RECIPE_BYTES} bytes")
+            return None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            byte = data[exc.start]
+            self.fail(line, f"{self.path}:{line}: not UTF-8 (byte 0x{byte:02x})")
+            return None
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f":{mark.line + 1}" if mark is not None else ""
+            self.fail(0, f"{self.path}{where}: YAML syntax error: {exc.problem}")
+            return None
+        except yaml.YAMLError as exc:
+            self.fail(0, f"{self.path}: YAML error: {exc}")
+            return None
+        if node is None:
+            self.fail(0, f"{self.path}: the recipe is empty")
+        return node
+
+    def keys(self, root: yaml.MappingNode) -> dict[str, yaml.Node]:
+        found: dict[str, yaml.Node] = {}
+        lines: dict[str, int] = {}
+        for key_node, value_node in root.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, str):
+                self.problem(key_node, f"keys must be strings, got {_kind(key_node)}")
+                continue
+            if key in found:
+                self.problem(key_node, f"duplicate key {key!r} (first at line {lines[key]})")
+                continue
+            found[key] = value_node
+            lines[key] = key_node.start_mark.line + 1
+            if key not in KNOWN_KEYS:
+                self.warn(key_node, f"unknown key {key!r} ignored{_suggest(key)}")
+        return found
+
+    def check_version(self, root: yaml.Node, node: yaml.Node | None) -> None:
+        if node is None:
+            self.problem(root, "missing required key 'version' (must be 1)")
+            return
+        value = _value(node)
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.problem(node, f"version: expected the integer 1, got {_kind(node)}")
+        elif value != 1:
+            self.problem(node, f"version: unsupported version {value} (only 1 is supported)")
+
+    def cvmfs_repo(self, root: yaml.Node, node: yaml.Node | None) -> CvmfsRepo | None:
+        if node is None:
+            self.problem(root, "missing required key 'cvmfs_repo'")
+            return None
+        text = self.optional_string(node, "cvmfs_repo")
+        if text is None:
+            return None
+        problem = cvmfs_repo_problem(text)
+        if problem:
+            self.problem(node, f"cvmfs_repo: {problem}")
+            return None
+        name, _, subdir = text.partition("/")
+        return CvmfsRepo(name, subdir)
+
+    def optional_string(self, node: yaml.Node | None, key: str) -> str | None:
+        if node is None:
+            return None
+        value = _value(node)
+        if not isinstance(value, str):
+            self.problem(node, f"{key}: expected a string, got {_kind(node)}")
+            return None
+        if not value:
+            self.problem(node, f"{key}: must not be empty")
+            return None
+        return value
+
+    def output_format(self, node: yaml.Node | None) -> str | None:
+        text = self.optional_string(node, "output_format")
+        if text is None or node is None:
+            return None
+        unknown = [m.group("name") for m in _VARIABLE.finditer(text)]
+        unknown = [name for name in unknown if name not in OUTPUT_VARIABLES]
+        if unknown:
+            known = ", ".join(f"$({v})" for v in OUTPUT_VARIABLES)
+            self.problem(node, f"output_format: unknown variable $({unknown[0]}) (known: {known})")
+            return None
+        return text
+
+    def ignore_errors(self, node: yaml.Node | None, extra: list[str]) -> list[Glob]:
+        globs: list[Glob] = []
+        for pattern in extra:
+            try:
+                globs.append(compile_glob(pattern, separator="/"))
+            except BadPattern as exc:
+                self.fail(0, f"{self.path}: ignoreErrors (extra file): {exc}")
+        for index, item, text in self.string_list(node, "ignoreErrors", allow_empty=True):
+            try:
+                globs.append(compile_glob(text, separator="/"))
+            except BadPattern as exc:
+                self.problem(item, f"ignoreErrors[{index}]: {exc}")
+        return globs
+
+    def inputs(
+        self, root: yaml.Node, node: yaml.Node | None
+    ) -> list[tuple[int, yaml.Node, str, Reference]]:
+        if node is None:
+            self.problem(root, "missing required key 'input' (a list of images)")
+            return []
+        parsed: list[tuple[int, yaml.Node, str, Reference]] = []
+        for index, item, text in self.string_list(node, "input", allow_empty=False):
+            try:
+                ref = parse_reference(text)
+            except BadReference as exc:
+                self.problem(item, f"input[{index}]: {exc}")
+                continue
+            if ref.tag_is_default:
+                self.warn(item, f"input[{index}]: {text!r} has no tag or digest; using 'latest'")
+            parsed.append((index, item, text, ref))
+        return parsed
+
+    def string_list(
+        self, node: yaml.Node | None, key: str, *, allow_empty: bool
+    ) -> list[tuple[int, yaml.Node, str]]:
+        if node is None:
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, f"{key}: expected a list, got {_kind(node)}")
+            return []
+        if not node.value and not allow_empty:
+            self.problem(node, f"{key}: the list is empty")
+        items: list[tuple[int, yaml.Node, str]] = []
+        for index, item in enumerate(node.value):
+            value = _value(item)
+            if not isinstance(value, str):
+                self.problem(item, f"{key}[{index}]: expected a string, got {_kind(item)}")
+            elif not value:
+                self.problem(item, f"{key}[{index}]: empty string")
+            else:
+                items.append((index, item, value))
+        return items
+
+
+def cvmfs_repo_problem(text: str) -> str | None:
+    """Why `text` is not a usable `cvmfs_repo` (`repo` or `repo/subdir`), or None."""
+    if text.startswith("/"):
+        return f"{text!r} is absolute; give the repository name, e.g. 'unpacked.cern.ch'"
+    for component in text.split("/"):
+        if component in {"", ".", ".."}:
+            return f"{text!r} has an empty, '.' or '..' path component"
+        if not _REPO_COMPONENT.fullmatch(component):
+            return f"{text!r}: bad characters in {component!r} (letters, digits, '.', '_', '-')"
+    return None
+
+
+def _value(node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return yaml.SafeLoader("").construct_object(node)
+    return node
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    short = str(node.tag).rsplit(":", 1)[-1]
+    return _YAML_TYPES.get(short, "a string" if short == "str" else f"a {short}")
+
+
+def _suggest(key: str) -> str:
+    close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

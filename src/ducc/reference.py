@@ -1,0 +1,270 @@
+"""Image references: `[scheme://]host[:port]/repository[:tag][@digest]`, parsed strictly.
+
+Names follow the OCI distribution-spec grammar (lowercase path components, tags of at most
+128 characters); a tag may instead be a shell-style glob (`21.2.1*`). Docker Hub's aliases
+share one API host, and a one-component Docker Hub repository gets `library/`; the registry
+keeps the spelling the user wrote, because it is part of every published path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, replace
+
+from ducc.digest import Digest, digest_problem
+from ducc.errors import BadPattern, BadReference
+from ducc.glob import Glob, compile_glob, is_glob
+
+DOCKER_HUB_ALIASES = frozenset(
+    {"registry.hub.docker.com", "docker.io", "index.docker.io", "registry-1.docker.io"}
+)
+DOCKER_HUB_API_HOST = "registry-1.docker.io"
+DEFAULT_TAG = "latest"
+SCHEMES = ("https", "http")
+
+_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_TAG_PATTERN_CHARS = re.compile(r"[A-Za-z0-9._\-*?\[\]!^]+")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+MAX_NAME_LENGTH = 255  # host[:port]/repository, as clients commonly cap it
+MAX_TAG_LENGTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A parsed image reference; `tag` may be a glob (see `is_wildcard`)."""
+
+    scheme: str
+    registry: str
+    repository: str
+    tag: str | None
+    digest: Digest | None = None
+    tag_is_default: bool = False
+
+    @property
+    def is_docker_hub(self) -> bool:
+        return self.registry in DOCKER_HUB_ALIASES
+
+    @property
+    def api_host(self) -> str:
+        """The host the registry API is spoken to (Docker Hub aliases share one)."""
+        return DOCKER_HUB_API_HOST if self.is_docker_hub else self.registry
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.scheme}://{self.api_host}"
+
+    @property
+    def is_wildcard(self) -> bool:
+        return self.tag is not None and is_glob(self.tag)
+
+    def tag_glob(self) -> Glob:
+        if self.tag is None:
+            raise BadReference(f"{self}: no tag to match")
+        return compile_glob(self.tag)
+
+    @property
+    def reference(self) -> str:
+        """`:tag`, `@digest` or `:tag@digest` (DUCC's `$(reference)`)."""
+        tag = f":{self.tag}" if self.tag is not None else ""
+        digest = f"@{self.digest}" if self.digest is not None else ""
+        return tag + digest
+
+    @property
+    def image(self) -> str:
+        """Repository plus reference (DUCC's `$(image)`)."""
+        return self.repository + self.reference
+
+    @property
+    def pull_reference(self) -> str:
+        """What the manifest is fetched by: the digest when given, else the tag."""
+        if self.digest is not None:
+            return str(self.digest)
+        if self.tag is None or self.is_wildcard:
+            raise BadReference(f"{self}: a wildcard must be expanded before pulling")
+        return self.tag
+
+    @property
+    def simple_name(self) -> str:
+        """`registry/repository:tag`, the path of the image inside the repository.
+
+        A digest-only reference uses the digest in place of the tag, as DUCC does.
+        """
+        label = self.tag if self.tag is not None else str(self.digest)
+        return f"{self.registry}/{self.repository}:{label}"
+
+    def with_tag(self, tag: str) -> Reference:
+        return replace(self, tag=tag, tag_is_default=False)
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.registry}/{self.image}"
+
+
+def parse_reference(text: str) -> Reference:
+    """Parse `text`; raise `BadReference` naming the first thing that is wrong."""
+    if not text:
+        raise BadReference("empty image reference")
+    if any(ch.isspace() or ord(ch) < 32 or ch == "\x7f" for ch in text):
+        raise BadReference(f"image reference {text!r} contains whitespace or control characters")
+    scheme, rest = _split_scheme(text)
+    host_part, slash, path = rest.partition("/")
+    if "@" in host_part:
+        shown = _hide_userinfo(text)
+        raise BadReference(
+            f"image reference {shown!r} carries credentials",
+            hint="put registry credentials in auth.json or DUCC_<registry>_USER/_PASS, "
+            "never in the recipe",
+        )
+    registry = _parse_host(host_part, text, explicit_scheme="://" in text)
+    if not slash or not path:
+        raise BadReference(f"image reference {text!r} has no repository after the registry host")
+    if "#" in path:
+        raise BadReference(f"image reference {text!r} contains '#'")
+    path, digest = _split_digest(path, text)
+    repository, tag = _split_tag(path, text)
+    _check_repository(repository, text)
+    if registry in DOCKER_HUB_ALIASES and "/" not in repository:
+        repository = f"library/{repository}"
+    if len(f"{registry}/{repository}") > MAX_NAME_LENGTH:
+        raise BadReference(
+            f"image reference {text!r}: registry and repository exceed {MAX_NAME_LENGTH} characters"
+        )
+    if tag is not None:
+        _check_tag(tag, text, has_digest=digest is not None)
+    is_default = tag is None and digest is None
+    return Reference(
+        scheme=scheme,
+        registry=registry,
+        repository=repository,
+        tag=DEFAULT_TAG if is_default else tag,
+        digest=digest,
+        tag_is_default=is_default,
+    )
+
+
+def _split_scheme(text: str) -> tuple[str, str]:
+    if "://" not in text:
+        return "https", text
+    scheme, _, rest = text.partition("://")
+    if scheme.lower() not in SCHEMES:
+        raise BadReference(
+            f"image reference {text!r}: unsupported scheme {scheme!r}",
+            hint="use https:// (the default) or http:// for a plain-HTTP local registry",
+        )
+    return scheme.lower(), rest
+
+
+def _hide_userinfo(text: str) -> str:
+    scheme, sep, rest = text.rpartition("://")
+    host_part, slash, path = rest.partition("/")
+    host = host_part.rpartition("@")[2]
+    return f"{scheme}{sep}***@{host}{slash}{path}"
+
+
+def _parse_host(host_part: str, text: str, *, explicit_scheme: bool) -> str:
+    """Validate `host[:port]` (IPv6 in brackets); return it lowercased."""
+    if not host_part:
+        raise BadReference(f"image reference {text!r} has no registry host")
+    host, port = _split_port(host_part, text)
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise BadReference(f"image reference {text!r}: bad IPv6 address {host}") from None
+    elif not all(_LABEL.fullmatch(label) for label in host.split(".")):
+        raise BadReference(f"image reference {text!r}: {host!r} is not a valid host name")
+    looks_like_host = "." in host or port is not None or host == "localhost" or "[" in host
+    if not looks_like_host and not explicit_scheme:
+        raise BadReference(
+            f"image reference {text!r} names no registry: {host!r} is not a host name",
+            hint="start with the registry, e.g. registry.hub.docker.com/library/centos:centos7",
+        )
+    return host.lower() + (f":{port}" if port is not None else "")
+
+
+def _split_port(host_part: str, text: str) -> tuple[str, int | None]:
+    if host_part.startswith("["):
+        end = host_part.find("]")
+        if end < 0:
+            raise BadReference(f"image reference {text!r}: unclosed '[' in the host")
+        host, rest = host_part[: end + 1], host_part[end + 1 :]
+        if not rest:
+            return host, None
+        if not rest.startswith(":"):
+            raise BadReference(f"image reference {text!r}: junk after the IPv6 address")
+        port_text = rest[1:]
+    else:
+        host, colon, port_text = host_part.partition(":")
+        if not colon:
+            return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise BadReference(f"image reference {text!r}: bad port {port_text!r}")
+    return host, int(port_text)
+
+
+def _split_digest(path: str, text: str) -> tuple[str, Digest | None]:
+    if "@" not in path:
+        return path, None
+    path, _, digest_text = path.partition("@")
+    if "@" in digest_text:
+        raise BadReference(f"image reference {text!r} has more than one '@'")
+    if not digest_text:
+        raise BadReference(f"image reference {text!r} has an empty digest after '@'")
+    problem = digest_problem(digest_text)
+    if problem:
+        raise BadReference(f"image reference {text!r}: {problem}")
+    return path, Digest.parse(digest_text)
+
+
+def _split_tag(path: str, text: str) -> tuple[str, str | None]:
+    head, slash, last = path.rpartition("/")
+    if ":" not in last:
+        return path, None
+    name, _, tag = last.partition(":")
+    if ":" in tag:
+        raise BadReference(f"image reference {text!r} has too many ':' in {last!r}")
+    if not tag:
+        raise BadReference(f"image reference {text!r} has an empty tag after ':'")
+    return head + slash + name, tag
+
+
+def _check_repository(repository: str, text: str) -> None:
+    for component in repository.split("/"):
+        if not component:
+            raise BadReference(f"image reference {text!r} has an empty path component")
+        if component in {".", ".."}:
+            raise BadReference(f"image reference {text!r}: {component!r} is not allowed in a path")
+        if _COMPONENT.fullmatch(component):
+            continue
+        if _COMPONENT.fullmatch(component.lower()):
+            raise BadReference(
+                f"image reference {text!r}: repository {repository!r} must be lowercase"
+            )
+        raise BadReference(
+            f"image reference {text!r}: bad repository component {component!r} "
+            "(lowercase letters, digits and single separators . _ __ - only)"
+        )
+
+
+def _check_tag(tag: str, text: str, *, has_digest: bool) -> None:
+    if not is_glob(tag):
+        if len(tag) > MAX_TAG_LENGTH:
+            raise BadReference(
+                f"image reference {text!r}: tag is {len(tag)} characters, "
+                f"the limit is {MAX_TAG_LENGTH}"
+            )
+        if not _TAG.fullmatch(tag):
+            raise BadReference(
+                f"image reference {text!r}: bad tag {tag!r} "
+                "(letters, digits, '_', '.', '-'; not starting with '.' or '-')"
+            )
+        return
+    if has_digest:
+        raise BadReference(f"image reference {text!r}: a wildcard tag cannot have a digest")
+    if len(tag) > 2 * MAX_TAG_LENGTH or not _TAG_PATTERN_CHARS.fullmatch(tag):
+        raise BadReference(f"image reference {text!r}: bad wildcard tag {tag!r}")
+    try:
+        compile_glob(tag)
+    except BadPattern as exc:
+        raise BadReference(f"image reference {text!r}: bad wildcard tag: {exc}") from None
