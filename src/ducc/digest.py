@@ -5,8 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
-from ducc.errors import BadReference
+from ducc.errors import BadReference, DigestMismatch, SizeMismatch
+
+
+class BinaryReadable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
 
 # Registered algorithms and the exact length of their lowercase hex encoding.
 HEX_LENGTHS = {"sha256": 64, "sha512": 128}
@@ -77,3 +83,52 @@ def chain_ids(diff_ids: list[Digest]) -> list[Digest]:
     for diff_id in diff_ids:
         chains.append(Digest.from_string(f"{chains[-1]} {diff_id}") if chains else diff_id)
     return chains
+
+
+class VerifyingReader:
+    """A readable stream that hashes and counts what passes through it.
+
+    `verify()` (called by the consumer after draining) raises `DigestMismatch` or
+    `SizeMismatch`; reading past `size` stops early so an endless body cannot be consumed.
+    """
+
+    def __init__(self, raw: BinaryReadable, expected: Digest, size: int | None, what: str) -> None:
+        self._raw = raw
+        self._hash = expected.hasher()
+        self.expected = expected
+        self.size = size
+        self.what = what
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.size is not None:
+            remaining = self.size - self.count + 1  # one byte more reveals an overlong body
+            n = remaining if n < 0 else min(n, remaining)
+            if n <= 0:
+                return b""
+        data = self._raw.read(n)
+        self._hash.update(data)
+        self.count += len(data)
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def drain(self, chunk: int = 1 << 20) -> None:
+        while self.read(chunk):
+            pass
+
+    @property
+    def actual(self) -> Digest:
+        return Digest(self.expected.algorithm, self._hash.hexdigest())
+
+    def verify(self) -> None:
+        if self.size is not None and self.count != self.size:
+            raise SizeMismatch(self.what, self.size, self.count)
+        if self.actual != self.expected:
+            raise DigestMismatch(self.what, str(self.expected), str(self.actual))
