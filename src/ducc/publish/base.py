@@ -1,0 +1,54 @@
+"""What the pipeline asks of a publisher, whichever one it is.
+
+Products are always built in a staging sibling and renamed into place, inside a
+`transaction()`; a publisher decides what a transaction means (a `cvmfs_server`
+transaction, or nothing more than the lock for a plain directory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Protocol
+
+from ducc.layers.stream import LayerStream
+
+
+class LayerOpener(Protocol):
+    """Opens a fresh, verifying stream over one layer (called once per use)."""
+
+    name: str
+
+    def open(self) -> LayerStream: ...
+
+
+class Publisher(Protocol):
+    kind: str
+    mount: Path  # the repository as a whole (`/cvmfs/<repo>` or the --root directory)
+    root: Path  # where this recipe's images live: `mount`, or `mount/<subdir>`
+
+    @property
+    def publishes(self) -> int: ...
+
+    @property
+    def ingests(self) -> int: ...
+
+    def session(self, *, wait: bool) -> AbstractContextManager[None]:
+        """Hold the repository for this process: lock, and recover from a crashed run."""
+        ...
+
+    def transaction(self, lease: str | None = None) -> AbstractContextManager[None]:
+        """Writes under `root` are allowed inside; success publishes, an error aborts.
+
+        `lease` (a path relative to `root`) scopes the transaction on a gateway publisher.
+        """
+        ...
+
+    def ingest_layer(self, layerfs: Path, layer: LayerOpener) -> None:
+        """Put a layer's literal content at `layerfs` (its own publish on CernVM-FS)."""
+        ...
+
+    def delete(self, paths: Sequence[Path]) -> None:
+        """Remove products (absolute paths under `root`)."""
+        ...
