@@ -1,0 +1,22 @@
+"""Fixtures shared by every test: a real local registry (session-wide)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import registry as registry_support
+from tests.support.registry import LocalRegistry
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+    """Debian's docker-registry on a free 127.0.0.1 port, for the whole session."""
+    if not registry_support.available():
+        pytest.skip("docker-registry is not installed (scripts/setup installs it)")
+    server = LocalRegistry(tmp_path_factory.mktemp("registry")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
