@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 _TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _SCHEME = re.compile(rf"\s*({_TCHARS})")
-_PARAM = re.compile(rf'\s*({_TCHARS})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_TCHARS}))')
+# Unquoted values should be tokens; some servers send bare URLs, so take anything up to a comma.
+_PARAM = re.compile(rf'\s*({_TCHARS})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))')
 _TOKEN68 = re.compile(r"\s*([A-Za-z0-9._~+/-]+=*)\s*(?=,|$)")
 DEFAULT_EXPIRES_IN = 60.0
 EXPIRY_MARGIN = 0.2  # refresh after 80 % of the lifetime, as DUCC does
@@ -51,7 +52,7 @@ def _parse_params(header: str, pos: int) -> tuple[list[tuple[str, str]], int]:
     """auth-params after a scheme, up to the next scheme; returns them and the new position."""
     params: list[tuple[str, str]] = []
     token68 = _TOKEN68.match(header, pos)
-    if token68 and not _PARAM.match(header, pos):
+    if token68:  # `abc==` up to a comma; an auth-param always has a value after `=`
         return [("token68", token68.group(1))], token68.end()
     while True:
         match = _PARAM.match(header, pos)

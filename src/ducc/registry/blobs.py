@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 CHUNK = 1 << 20
+# Bytes asked of the connection at once: a break loses at most this much progress.
+READ_SIZE = 1 << 16
 MAX_RESUMES_WITHOUT_PROGRESS = 3
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -55,9 +57,10 @@ class _Transfer:
 
     def read(self, n: int = -1) -> bytes:
         size = self.descriptor.size
+        limit = READ_SIZE if n < 0 else min(n, READ_SIZE)
         if self.offset >= size:
-            return self._read_raw(n if n >= 0 else CHUNK) or b""  # only an overlong body adds
-        want = min(size - self.offset, n if n >= 0 else CHUNK)
+            return self._read_raw(limit) or b""  # only an overlong body adds bytes here
+        want = min(size - self.offset, limit)
         while True:
             data = self._read_raw(want)
             if data:
