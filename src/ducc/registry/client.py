@@ -93,7 +93,7 @@ class RegistryClient:
         self.api_host = api_host
         self.base_url = f"{scheme}://{api_host}"
         self.settings = settings
-        self.session = session if session is not None else _new_session(settings)
+        self.session = session if session is not None else new_session(settings)
         self._sleep = sleep
         self._clock = clock
         self._slots = threading.BoundedSemaphore(max(1, settings.max_concurrent))
@@ -288,7 +288,8 @@ def _with_auth(headers: dict[str, str], authorization: str | None) -> dict[str, 
     return {**headers, "Authorization": authorization} if authorization else headers
 
 
-def _new_session(settings: RegistrySettings) -> requests.Session:
+def new_session(settings: RegistrySettings) -> requests.Session:
+    """The HTTP session a registry client uses (a `Registries` session_factory may wrap it)."""
     session = _RegistrySession()
     session.auth = _no_netrc
     session.headers["User-Agent"] = settings.user_agent
@@ -309,7 +310,7 @@ class Registries:
         *,
         sleep: Sleep = time.sleep,
         clock: Clock = time.monotonic,
-        session_factory: Callable[[RegistrySettings], requests.Session] = _new_session,
+        session_factory: Callable[[RegistrySettings], requests.Session] = new_session,
     ) -> None:
         self.settings = settings or RegistrySettings()
         self.credentials = credentials if credentials is not None else CredentialStore()

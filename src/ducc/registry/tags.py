@@ -75,12 +75,13 @@ def _next_link(header: str | None, base: str) -> str | None:
 
 
 def expand(client: RegistryClient, ref: Reference) -> list[Reference]:
-    """The concrete references `ref` stands for: itself, or every matching tag."""
+    """The concrete references `ref` stands for: itself, or every matching tag, sorted as the
+    spec orders tag lists (some registries do not)."""
     if not ref.is_wildcard:
         return [ref]
     glob = ref.tag_glob()
     tags = list_tags(client, ref.repository)
-    matched = [c for t in tags if glob.matches(t) and (c := _concrete(ref, t)) is not None]
+    matched = [c for t in sorted(tags) if glob.matches(t) and (c := _concrete(ref, t)) is not None]
     if not matched:
         raise NoMatchingTags(
             f"{ref}: no tag matches {ref.tag!r} among the {len(tags)} tags "
