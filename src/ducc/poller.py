@@ -56,8 +56,9 @@ def poll(
 
 
 def poll_one(registries: Registries, ref: Reference, recorded: Recorded) -> PollResult:
-    old = recorded(ref)
+    old: Digest | None = None
     try:
+        old = recorded(ref)
         new = current_digest(registries, ref)
     except NotFound as exc:
         gone = _tag_is_gone(exc) and old is not None

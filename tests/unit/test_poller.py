@@ -6,7 +6,7 @@ import pytest
 import responses
 
 from ducc.digest import Digest
-from ducc.errors import AuthError, NotFound
+from ducc.errors import AuthError, ManifestError, NotFound
 from ducc.poller import PollStatus, poll
 from ducc.reference import Reference, parse_reference
 from tests.support.fake_registry import FakeRegistry, error_body
@@ -90,3 +90,18 @@ def test_digest_pinned_reference_is_checked_by_digest(
     assert (result.status, str(result.new)) == (PollStatus.NEW, OLD.digest)
     (call,) = fake.calls("HEAD")
     assert (call.request.url or "").endswith(f"/manifests/{OLD.digest}")
+
+
+def test_an_unreadable_record_fails_only_that_image(
+    rsps: responses.RequestsMock, make_registries: MakeRegistries
+) -> None:
+    FakeRegistry(rsps).image("team/app", "v1", OLD)
+
+    def recorded(r: Reference) -> Digest | None:
+        if r.tag == "broken":
+            raise ManifestError("manifest.json is not valid JSON")
+        return Digest.parse(OLD.digest)
+
+    results = poll(make_registries(), [ref("broken"), ref("v1")], recorded, concurrency=2)
+    assert [r.status for r in results] == [PollStatus.FAILED, PollStatus.UNCHANGED]
+    assert "not valid JSON" in str(results[0].error)

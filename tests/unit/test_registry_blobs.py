@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from ducc.oci import OCI_LAYER_GZIP, Descriptor
 from ducc.registry.blobs import READ_SIZE, download_blob, open_blob
 from ducc.registry.client import RegistryClient
 from tests.support.fake_registry import FakeRegistry, Reply, broken_body
+from tests.support.images import file, make_layer
 from tests.unit.conftest import FakeTime, MakeRegistries
 
 DATA = os.urandom(200_000)
@@ -56,6 +59,19 @@ def test_digest_mismatch_withholds_the_last_bytes(
     with pytest.raises(DigestMismatch, match=r"digest mismatch: expected sha256:"):
         read_all(client_for(make_registries), got)
     assert sum(map(len, got)) == len(DATA) - 1000  # the chunk reaching the end never came
+
+
+def test_finish_verifies_what_the_consumer_left_unread(
+    rsps: responses.RequestsMock, make_registries: MakeRegistries
+) -> None:
+    FakeRegistry(rsps).blob("team/app", DATA, served=DATA[:-1] + bytes([DATA[-1] ^ 1]))
+    with open_blob(client_for(make_registries), "team/app", DESCRIPTOR) as blob:
+        blob.read(100)
+        assert not blob.verified
+        with pytest.raises(DigestMismatch):
+            blob.finish()
+        with pytest.raises(DigestMismatch):  # and it stays failed
+            blob.read(1)
 
 
 def test_announced_wrong_length_is_refused_before_reading(
@@ -199,3 +215,20 @@ def test_download_blob_keeps_nothing_on_mismatch(
     with pytest.raises(DigestMismatch):
         download_blob(client_for(make_registries), "team/app", DESCRIPTOR, dest)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_gzip_layer_reads_through_standard_decompressors(
+    rsps: responses.RequestsMock, make_registries: MakeRegistries
+) -> None:
+    layer = make_layer([file("etc/hostname", "box"), file("big", os.urandom(300_000))])
+    descriptor = Descriptor(layer.media_type, Digest.parse(layer.digest), len(layer.blob))
+    FakeRegistry(rsps).blob("team/app", layer.blob)
+    with (
+        open_blob(client_for(make_registries), "team/app", descriptor) as blob,
+        gzip.GzipFile(fileobj=blob) as tar_stream,
+        tarfile.open(fileobj=tar_stream, mode="r|") as tar,
+    ):
+        names = [member.name for member in tar]
+        blob.finish()  # the tar reader stops at the end-of-archive blocks
+        assert blob.verified
+    assert names == ["etc/hostname", "big"]

@@ -182,6 +182,17 @@ class BlobStream(io.RawIOBase):
         view[: len(data)] = data
         return len(data)
 
+    @property
+    def verified(self) -> bool:
+        """True once the whole blob was read and matched its size and digest."""
+        return self._done and self._failure is None
+
+    def finish(self) -> None:
+        """Read whatever the consumer left (a decompressor may stop before the trailer) and
+        verify; call it before keeping anything built from the blob."""
+        while self.read(CHUNK):
+            pass
+
     def _finish(self) -> None:
         """At the descriptor's size: one more byte reveals an overlong body; then verify."""
         self._verifier.read(1)
