@@ -196,7 +196,7 @@ def _schema1_error() -> ManifestError:
 def _manifest_kind(data: dict[str, Any], declared: str) -> str:
     """The media type from the body and the Content-Type, refusing any disagreement."""
     version = data.get("schemaVersion")
-    if version == 1:
+    if version == 1 and not isinstance(version, bool):
         raise _schema1_error()
     if version != 2 or isinstance(version, bool):
         raise ManifestError(f"manifest schemaVersion must be 2, got {version!r}")

@@ -17,7 +17,7 @@ from ducc.errors import AuthError, NotFound, RateLimited, RegistryError, Transie
 from ducc.reference import parse_reference
 from ducc.registry.client import RegistryClient
 from ducc.registry.credentials import Credential, CredentialStore, _Entry
-from tests.support.fake_registry import FakeRegistry, error_body
+from tests.support.fake_registry import FakeRegistry, broken_body, error_body
 from tests.unit.conftest import FakeTime, MakeRegistries
 
 MANIFEST = "/v2/team/app/manifests/v1"
@@ -343,3 +343,23 @@ def test_docker_hub_aliases_share_one_client(make_registries: MakeRegistries) ->
     assert registries.client(parse_reference("docker.io/library/centos:7")) is hub
     assert hub.base_url == "https://registry-1.docker.io"
     assert registries.client(parse_reference("http://docker.io/library/centos:7")) is not hub
+
+
+def test_a_body_broken_mid_transfer_is_fetched_again(
+    rsps: responses.RequestsMock, make_registries: MakeRegistries
+) -> None:
+    FakeRegistry(rsps)
+    body = b"x" * 200_000
+    rsps.add("GET", URL, body=broken_body(body, 70_000))
+    rsps.add("GET", URL, body=body)
+    assert get(client_for(make_registries)) == body
+
+
+def test_an_oversized_body_is_refused(
+    rsps: responses.RequestsMock, make_registries: MakeRegistries
+) -> None:
+    FakeRegistry(rsps)
+    rsps.add_callback("GET", URL, callback=lambda _r: (200, {}, broken_body(b"y" * 5000, 5000)))
+    client = client_for(make_registries)
+    with pytest.raises(RegistryError, match="body exceeds 4096 bytes"):
+        client.fetch("GET", MANIFEST, repository="team/app", limit=4096)

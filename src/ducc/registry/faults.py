@@ -130,12 +130,19 @@ def read_body(response: requests.Response, limit: int, shown: str, registry: str
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
         raise RegistryError(f"{registry}: {shown}: body of {declared} bytes exceeds {limit}")
+    chunks: list[bytes] = []
+    total = 0
     try:
-        body = response.raw.read(limit + 1, decode_content=True)
+        while total <= limit:
+            data = response.raw.read(min(1 << 16, limit + 1 - total), decode_content=True)
+            if not data:
+                break
+            chunks.append(data)
+            total += len(data)
     except READ_FAULTS as exc:
         raise TransientError(
             f"{registry}: {shown}: transfer broke: {type(exc).__name__}: {log.redact(str(exc))}"
         ) from None
-    if len(body) > limit:
+    if total > limit:
         raise RegistryError(f"{registry}: {shown}: body exceeds {limit} bytes")
-    return bytes(body)
+    return b"".join(chunks)
