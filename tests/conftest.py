@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from tests.support import registry as registry_support
 from tests.support.registry import LocalRegistry
@@ -20,3 +21,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Commands configure logging to the stderr pytest captures for one test; undo it after."""
+    yield
+    structlog.reset_defaults()
