@@ -73,11 +73,8 @@ def layer_complete(layout: Layout, blob: Digest) -> bool:
     return (layout.layer_metadata(blob) / LAYERS_FILE).is_file() and layout.layerfs(blob).is_dir()
 
 
-def write_layer_metadata(
-    layout: Layout, blob: Digest, diff_id: Digest, diff_size: int, config: Digest
-) -> None:
-    """`layers.json` as DUCC writes it, and `config` added to the layer's `origin.json`."""
-    directory = layout.layer_metadata(blob)
+def write_layer_info(layout: Layout, blob: Digest, diff_id: Digest, diff_size: int) -> None:
+    """`layers.json` as DUCC writes it: the layer's completion mark."""
     info = [
         {
             "id": diff_id.hex,
@@ -87,11 +84,18 @@ def write_layer_metadata(
             "diff-size": diff_size,
         }
     ]
+    write_atomic(layout.layer_metadata(blob) / LAYERS_FILE, json.dumps(info).encode())
+
+
+def add_layer_origin(layout: Layout, blob: Digest, config: Digest) -> bool:
+    """Name `config` in the layer's `origin.json`; False when it was there already."""
     origins = read_origins(layout, blob)
-    if str(config) not in origins:
-        origins.append(str(config))
-    write_atomic(directory / ORIGIN_FILE, json.dumps({"origin": origins}).encode())
-    write_atomic(directory / LAYERS_FILE, json.dumps(info).encode())
+    if str(config) in origins:
+        return False
+    origins.append(str(config))
+    doc = json.dumps({"origin": origins}).encode()
+    write_atomic(layout.layer_metadata(blob) / ORIGIN_FILE, doc)
+    return True
 
 
 def read_origins(layout: Layout, blob: Digest) -> list[str]:

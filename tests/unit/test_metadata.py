@@ -8,12 +8,13 @@ from pathlib import Path
 from ducc.digest import Digest
 from ducc.layout import Layout
 from ducc.metadata import (
+    add_layer_origin,
     layer_complete,
     read_origins,
     recorded_config,
     recorded_digest,
     write_image_metadata,
-    write_layer_metadata,
+    write_layer_info,
 )
 from ducc.reference import parse_reference
 
@@ -41,9 +42,11 @@ def test_layer_metadata_and_origins_accumulate_once(tmp_path: Path) -> None:
     layout.layerfs(blob).mkdir(parents=True)
     assert not layer_complete(layout, blob)
     c1, c2 = Digest.of(b"c1"), Digest.of(b"c2")
-    write_layer_metadata(layout, blob, diff, 123, c1)
-    write_layer_metadata(layout, blob, diff, 123, c2)
-    write_layer_metadata(layout, blob, diff, 123, c1)
+    assert add_layer_origin(layout, blob, c1)
+    assert add_layer_origin(layout, blob, c2)
+    assert not add_layer_origin(layout, blob, c1)
+    assert not layer_complete(layout, blob)
+    write_layer_info(layout, blob, diff, 123)
     assert layer_complete(layout, blob)
     assert read_origins(layout, blob) == [str(c1), str(c2)]
     (info,) = json.loads((layout.layer_metadata(blob) / "layers.json").read_text())

@@ -12,13 +12,14 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
-from ducc.layers.stream import LayerStream
+from ducc.layers.stream import LayerDigests, LayerStream
 
 
 class LayerOpener(Protocol):
     """Opens a fresh, verifying stream over one layer (called once per use)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def open(self) -> LayerStream: ...
 
@@ -45,8 +46,9 @@ class Publisher(Protocol):
         """
         ...
 
-    def ingest_layer(self, layerfs: Path, layer: LayerOpener) -> None:
-        """Put a layer's literal content at `layerfs` (its own publish on CernVM-FS)."""
+    def ingest_layer(self, layerfs: Path, layer: LayerOpener) -> LayerDigests:
+        """Put a layer's literal content at `layerfs` (its own publish on CernVM-FS);
+        return what the verified pass over the layer measured."""
         ...
 
     def delete(self, paths: Sequence[Path]) -> None:

@@ -16,6 +16,7 @@ from typing import IO
 from ducc import log
 from ducc.errors import DuccError, PublishError, RepositoryBusy
 from ducc.layers.rebuild import rebuild_tar
+from ducc.layers.stream import LayerDigests
 from ducc.publish.base import LayerOpener
 from ducc.publish.cvmfs_server import CvmfsServer
 from ducc.publish.records import Lock, TransactionRecord, TransactionRecords
@@ -135,12 +136,13 @@ class CvmfsPublisher:
                 return  # keep the record: the next run sees a stale transaction of ours
         self.records.remove(self.repo, path)
 
-    def ingest_layer(self, layerfs: Path, layer: LayerOpener) -> None:
+    def ingest_layer(self, layerfs: Path, layer: LayerOpener) -> LayerDigests:
         if layerfs.exists():  # left by a run that died before writing the layer's metadata
             self.server.ingest_delete(self.repo, [self._rel(layerfs)])
+        measured: list[LayerDigests] = []
 
         def feed(stdin: IO[bytes]) -> None:
-            rebuild_tar(layer.open(), stdin, name=layer.name)
+            measured.append(rebuild_tar(layer.open(), stdin, name=layer.name).digests)
 
         self.records.write(TransactionRecord.mine(self.repo, None, kind="ingest"))
         try:
@@ -149,6 +151,7 @@ class CvmfsPublisher:
             self._clean_failed_ingest()
             raise
         self.records.remove(self.repo, None)
+        return measured[0]
 
     def _clean_failed_ingest(self) -> None:
         """A failed ingest may leave the repository in the transaction it opened: ours."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from ducc import log
 from ducc.layers.apply import ApplyMode, apply_layer
 from ducc.layers.stage import remove_tree, staged
+from ducc.layers.stream import LayerDigests
 from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS
 from ducc.publish.base import LayerOpener
 from ducc.publish.records import Lock
@@ -67,14 +68,14 @@ class DirectoryPublisher:
         yield
         self._publishes += 1
 
-    def ingest_layer(self, layerfs: Path, layer: LayerOpener) -> None:
-        if layerfs.exists():
+    def ingest_layer(self, layerfs: Path, layer: LayerOpener) -> LayerDigests:
+        if layerfs.exists() or layerfs.is_symlink():
             remove_tree(layerfs)
-        layerfs.parent.mkdir(parents=True, exist_ok=True)
         with staged(layerfs) as tmp:
-            apply_layer(tmp, layer.open(), mode=ApplyMode.LITERAL, name=layer.name)
+            stats = apply_layer(tmp, layer.open(), mode=ApplyMode.LITERAL, name=layer.name)
             (tmp / CATALOG_MARKER).touch()
         self._ingests += 1
+        return stats.digests
 
     def delete(self, paths: Sequence[Path]) -> None:
         for path in paths:
