@@ -192,6 +192,10 @@ class RepositoryBusy(PublishError):
     """Another transaction or another ducc holds the repository."""
 
 
+class AnotherDuccRunning(RepositoryBusy):
+    """Another ducc process holds the repository's lock (a cron run overlapping)."""
+
+
 class Interrupted(DuccError):
     """SIGINT or SIGTERM arrived; the open transaction was finished or aborted."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ducc.errors import RepositoryBusy
+from ducc.errors import AnotherDuccRunning
 from ducc.publish.records import Lock, TransactionRecord, TransactionRecords, process_start_ticks
 
 
@@ -65,7 +65,7 @@ def test_lock_excludes_a_second_holder(tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == b"held"
-        with pytest.raises(RepositoryBusy, match="another ducc is already publishing"):
+        with pytest.raises(AnotherDuccRunning, match="another ducc is already publishing"):
             Lock(target, "directory x").acquire(wait=False)
     finally:
         holder.kill()

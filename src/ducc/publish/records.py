@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ducc.errors import RepositoryBusy
+from ducc.errors import AnotherDuccRunning
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -108,7 +108,7 @@ class Lock:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             os.close(fd)
-            raise RepositoryBusy(
+            raise AnotherDuccRunning(
                 f"another ducc is already publishing into {self.what}",
                 hint="wait for it to finish, or run with --wait",
             ) from None
