@@ -1,68 +1,22 @@
-"""The command line: parse options, call one function, render the result, map errors to exits.
-
-Exit codes: 0 ok, 1 some work failed, 2 bad input or usage, 130 interrupted. Tracebacks
-only with `--debug`. Nothing imports this module.
-"""
+"""Commands about recipes and references: check, check-image-syntax, expand, download-manifest."""
 
 from __future__ import annotations
 
 import json
-import sys
-import traceback
 from collections import Counter
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from ducc import __version__, log
-from ducc.errors import DuccError, ExitCode
+from ducc import log
+from ducc.cli.common import open_registries, platform_option, warn
+from ducc.cli.group import alias, cli
+from ducc.errors import ExitCode
 from ducc.expansion import Expansion, expand_all
-from ducc.platform import Platform, parse_platform
+from ducc.platform import Platform
 from ducc.recipe import Wishlist, load_wishlist
 from ducc.reference import Reference, parse_reference
-from ducc.registry.client import Registries
-from ducc.registry.credentials import CredentialStore
 from ducc.registry.manifests import ResolvedImage, resolve
-
-_debug = False
-
-
-class AliasedGroup(click.Group):
-    """A group whose commands may have DUCC's alternative names (`check-image`, ...)."""
-
-    aliases: dict[str, str] = {}  # noqa: RUF012 - filled once below, read-only afterwards
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return super().get_command(ctx, self.aliases.get(cmd_name, cmd_name))
-
-    def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        _, command, rest = super().resolve_command(ctx, args)
-        return (command.name if command else None), command, rest
-
-
-@click.group(cls=AliasedGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", prog_name="ducc")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("--debug", is_flag=True, help="Show tracebacks for unexpected errors.")
-@click.option(
-    "--log-format",
-    type=click.Choice(["auto", "json", "console"]),
-    default="auto",
-    show_default=True,
-    help="JSON lines off a terminal, readable lines on one.",
-)
-def cli(verbose: int, debug: bool, log_format: log.LogFormat) -> None:
-    """Publish container images into CernVM-FS, unpacked, following YAML wishlists."""
-    global _debug  # noqa: PLW0603 - the entry point reads it after the command has run
-    _debug = debug
-    log.configure(verbosity=2 if debug else verbose, fmt=log_format)
-
-
-def _warn(lines: list[str]) -> None:
-    for line in lines:
-        click.echo(f"warning: {line}", err=True)
 
 
 def _wishlist_summary(wishlist: Wishlist) -> dict[str, Any]:
@@ -92,7 +46,7 @@ def check(recipes: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
-    _warn(wishlist.warnings)
+    warn(wishlist.warnings)
     for item in summary["recipes"]:
         registries = ", ".join(f"{name} ({n})" for name, n in item["registries"].items())
         click.echo(
@@ -122,17 +76,13 @@ def check_image_syntax(image: str, machine_friendly: bool) -> None:
         click.echo(",".join(fields.values()))
         return
     if ref.tag_is_default:
-        _warn([f"{image!r} has no tag or digest; using 'latest'"])
+        warn([f"{image!r} has no tag or digest; using 'latest'"])
     for key, value in fields.items():
         click.echo(f"{key:<11} {value}")
     if ref.is_wildcard:
         click.echo(f"{'wildcard':<11} yes (expanded against the registry's tag list)")
     if ref.api_host != ref.registry:
         click.echo(f"{'api host':<11} {ref.api_host}")
-
-
-def _registries() -> Registries:
-    return Registries(credentials=CredentialStore.from_environment())
 
 
 @cli.command()
@@ -174,7 +124,7 @@ def expand(
     items = [(w.reference, w.ignore_errors) for w in wishlist.wishes]
     items += [(parse_reference(text), False) for text in images]
     labels = [f"{w.location}: {w.input}" for w in wishlist.wishes] + list(images)
-    with _registries() as registries:
+    with open_registries() as registries:
         results = expand_all(registries, items, concurrency=jobs)
     _render_expansions(results, labels, wishlist.warnings, as_json)
     failed = [r for r in results if r.failed and not r.ignore_errors]
@@ -197,7 +147,7 @@ def _render_expansions(
         ]
         click.echo(json.dumps({"images": every, "wishes": wishes, "warnings": warnings}, indent=2))
         return
-    _warn(warnings)
+    warn(warnings)
     for line in every:
         click.echo(line)
     for label, r in zip(labels, results, strict=True):
@@ -206,17 +156,11 @@ def _render_expansions(
             click.echo(f"{prefix}: {label}: {log.redact(str(r.error))}", err=True)
 
 
-def _platform_option(
-    _ctx: click.Context, _param: click.Parameter, value: str | None
-) -> Platform | None:
-    return parse_platform(value) if value else None
-
-
 @cli.command("download-manifest")
 @click.argument("image")
 @click.option(
     "--platform",
-    callback=_platform_option,
+    callback=platform_option,
     metavar="OS/ARCH[/VARIANT]",
     help="The platform picked from an index (default linux/amd64).",
 )
@@ -224,7 +168,7 @@ def _platform_option(
 def download_manifest(image: str, platform: Platform | None, multi_arch: bool) -> None:
     """Print IMAGE's manifest (index) and the selected platforms' manifests as JSON."""
     ref = parse_reference(image)
-    with _registries() as registries:
+    with open_registries() as registries:
         resolved = resolve(registries.client(ref), ref, platform=platform, multi_arch=multi_arch)
     click.echo(json.dumps(_manifest_document(ref, resolved), indent=2))
 
@@ -254,49 +198,7 @@ def _manifest_document(ref: Reference, resolved: list[ResolvedImage]) -> dict[st
     }
 
 
-AliasedGroup.aliases.update(
-    {
-        "check-image": "check-image-syntax",
-        "image-check": "check-image-syntax",
-        "expand-wildcard": "expand",
-        "get-manifest": "download-manifest",
-    }
-)
-
-
-def _run(argv: list[str] | None) -> int:
-    try:
-        result = cli.main(args=argv, prog_name="ducc", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        return ExitCode.INTERRUPTED
-    except click.ClickException as exc:
-        exc.show()
-        return ExitCode.BAD_INPUT if exc.exit_code == 2 else exc.exit_code
-    except DuccError as exc:
-        click.echo(f"error: {log.redact(exc.message)}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
-        if _debug:
-            traceback.print_exc()
-        return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return ExitCode.INTERRUPTED
-    return result if isinstance(result, int) else ExitCode.OK
-
-
-def main(argv: list[str] | None = None) -> NoReturn:
-    """Console-script entry point."""
-    try:
-        code = _run(argv)
-    except Exception as exc:  # an unexpected bug: say so, show the traceback only on request
-        click.echo(f"error: unexpected {type(exc).__name__}: {log.redact(str(exc))}", err=True)
-        if _debug:
-            traceback.print_exc()
-        else:
-            click.echo("hint: run again with --debug for the traceback", err=True)
-        code = ExitCode.FAILED
-    sys.exit(int(code))
+alias("check-image", "check-image-syntax")
+alias("image-check", "check-image-syntax")
+alias("expand-wildcard", "expand")
+alias("get-manifest", "download-manifest")
