@@ -233,8 +233,10 @@ def test_a_moved_name_and_a_removed_image(sandbox: Sandbox) -> None:
         f"registry.example/app:2 {new.hex[:12]}",
         f"registry.example/app:latest {new.hex[:12]}",
     }
+    sandbox.store.remove_names(["registry.example/app:1"])  # an image left without a name
+    assert f"<none>:<none> {old.hex[:12]}" in sandbox.listed()
     assert sandbox.store.remove_image(new.hex)
-    assert sandbox.listed() == {f"registry.example/app:1 {old.hex[:12]}"}
+    assert sandbox.listed() == {f"<none>:<none> {old.hex[:12]}"}
     gone = sandbox.podman("image", "exists", "registry.example/app:latest", check=False)
     assert gone.returncode == 1
 
