@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -59,16 +60,19 @@ def test_ingest_unpacks_dirs_files_symlinks_and_hard_links(fake_cvmfs_modes: Fak
 
 
 @pytest.mark.root
-def test_ingest_owns_files_by_the_repository_owner_unless_k(fake_cvmfs: FakeCvmfs) -> None:
-    tar = build_tar([file("f", uid=1000, gid=1001)])
-    fake_cvmfs.ok("ingest", "-t", "-", "-b", "default", fake_cvmfs.repo, stdin=tar)
-    fake_cvmfs.ok("ingest", "-k", "-t", "-", "-b", "kept", fake_cvmfs.repo, stdin=tar)
-    default, kept = (
-        (fake_cvmfs.root / "default" / "f").stat(),
-        (fake_cvmfs.root / "kept" / "f").stat(),
-    )
-    assert (default.st_uid, default.st_gid) == (0, 0)
-    assert (kept.st_uid, kept.st_gid) == (1000, 1001)
+def test_ingest_owns_files_by_the_repository_owner_unless_told(fake_cvmfs: FakeCvmfs) -> None:
+    tar = build_tar([file("sub/f", uid=1000, gid=1001)])
+    nobody = pwd.getpwnam("nobody")
+    for options in (["-b", "default"], ["-k", "-b", "kept"], ["-u", "nobody", "-b", "user"]):
+        fake_cvmfs.ok("ingest", "-t", "-", *options, fake_cvmfs.repo, stdin=tar)
+
+    def owner(path: str) -> tuple[int, int]:
+        st = (fake_cvmfs.root / path).stat()
+        return st.st_uid, st.st_gid
+
+    assert owner("default/sub/f") == owner("default/sub") == (0, 0)
+    assert owner("kept/sub/f") == (1000, 1001)
+    assert owner("user/sub/f") == owner("user/sub") == (nobody.pw_uid, nobody.pw_gid)
 
 
 def test_a_missing_hard_link_target_fails_unless_tolerated(fake_cvmfs_modes: FakeCvmfs) -> None:

@@ -113,7 +113,10 @@ def test_a_path_without_gateway_is_recorded_as_scope_only(cvmfs: FakeCvmfs) -> N
     assert (cvmfs.root / "elsewhere").exists()
 
 
-@pytest.mark.parametrize("form", [["-T src=dst"], ["-T", "/src=/dst"], ["--template", "src=dst"]])
+@pytest.mark.parametrize(
+    "form",
+    [["-T src=dst"], ["-T", "/src=/dst"], ["--template", "src=dst"], ["-U", "src", "-V", "dst"]],
+)
 def test_template_transaction_starts_with_a_copy(cvmfs: FakeCvmfs, form: list[str]) -> None:
     cvmfs.publish_files({"src/file": "content", "src/sub/deep": "deep"})
     cvmfs.ok("transaction", *form, cvmfs.repo)

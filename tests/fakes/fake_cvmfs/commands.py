@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import sys
@@ -71,6 +72,8 @@ def rmfs(report: Report, args: Sequence[str]) -> None:
     if not parsed.has("force") and not confirm(question):
         return
     mounts.unmount(repo.root)
+    if repo.root.is_dir() and json.loads(repo.meta_file.read_text())["mounts"]:
+        repo.root.rmdir()  # an empty mount point; never recurse into what might be mounted
     remove(repo.root)
     remove(repo.home)
     report.repo = None
@@ -113,10 +116,14 @@ def transaction(report: Report, args: Sequence[str]) -> None:
         current.check_lease_parent(path)
         for source, destination in pairs:
             _check_template(current, path, source, destination)
-        current.open(path, "transaction")
-        for source, destination in pairs:
-            print(f"CernVM-FS: cloning template {source} --> {destination} ... [done]")
-            template(current.repo.root, source, destination)
+        txn = current.open(path, "transaction")
+        try:
+            for source, destination in pairs:
+                template(current.repo.root, source, destination)
+                print(f"CernVM-FS: cloning template {source} --> {destination} ... [done]")
+        except BaseException:
+            current.close(txn, discard=True)
+            raise
 
 
 def _templates(parsed: Parsed) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from .errors import FakeError
-from .paths import clean, join, locate
+from .paths import ancestors, clean, join, locate
 from .tree import ensure_dirs, is_root, remove
 
 CATALOG = ".cvmfscatalog"
@@ -43,6 +43,7 @@ class Extractor:
     ownership: Ownership
     tolerate_missing_hardlinks: bool
     dirs: list[tuple[str, tarfile.TarInfo]] = field(default_factory=list)
+    implicit: list[str] = field(default_factory=list)
     links: list[tuple[str, tarfile.TarInfo]] = field(default_factory=list)
     root_entry: bool = False
 
@@ -54,8 +55,19 @@ class Extractor:
             raise FakeError(f"Fatal error in reading the archive: {error}") from None
         for rel, member in self.links:
             self._link(rel, member)
+        self._own_implicit()
         for rel, member in sorted(self.dirs, key=lambda d: d[0].count("/"), reverse=True):
             self._meta(join(self.dest, rel), member)
+
+    def _own_implicit(self) -> None:
+        """Directories the tar only implies (and the base dir) belong to the chosen owner."""
+        uid, gid = self.ownership.uid, self.ownership.gid
+        if not is_root() or uid is None or gid is None:
+            return
+        for rel in ("", *self.implicit):
+            path = locate(self.dest, rel)
+            if path is not None and path.is_dir() and not path.is_symlink():
+                os.chown(path, uid, gid)
 
     def _read(self, stream: IO[bytes]) -> None:
         with tarfile.open(fileobj=stream, mode="r|") as archive:
@@ -75,6 +87,7 @@ class Extractor:
             return
         if rel.rpartition("/")[2] == CATALOG and not member.isreg():
             raise FakeError(f"Found entity called as a catalog marker '{rel}' that is not a file")
+        self.implicit.extend(a for a in ancestors(rel) if not os.path.lexists(self.dest / a))
         ensure_dirs(self.dest, rel)
         path = self.dest / rel
         if not (member.isdir() and path.is_dir() and not path.is_symlink()):

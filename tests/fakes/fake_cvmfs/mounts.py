@@ -62,7 +62,13 @@ def mount_readonly(source: Path, target: Path) -> None:
 
 def mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
     options = f"lowerdir={lower},upperdir={upper},workdir={work},{OVERLAY_OPTIONS}"
-    _run(["mount", "-t", "overlay", "overlay", "-o", options, str(target)])
+    try:
+        _run(["mount", "-t", "overlay", "overlay", "-o", options, str(target)])
+    except FakeError as error:
+        raise FakeError(
+            f"{error.message}\n(the filesystem of FAKE_CVMFS_STATE must be able to hold an "
+            "overlayfs upper dir, e.g. ext4, xfs or tmpfs; or set FAKE_CVMFS_NO_MOUNTS=1)"
+        ) from None
 
 
 def unmount_under(prefix: Path) -> list[str]:
