@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes.fixture import fake_cvmfs, fake_cvmfs_modes
+from tests.fakes.fixture import fake_cvmfs, fake_cvmfs_modes, fake_cvmfs_sweep
 from tests.support import registry as registry_support
 from tests.support.registry import LocalRegistry
 
-__all__ = ["fake_cvmfs", "fake_cvmfs_modes", "registry"]
+__all__ = ["fake_cvmfs", "fake_cvmfs_modes", "fake_cvmfs_sweep", "registry"]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

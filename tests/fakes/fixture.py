@@ -62,7 +62,7 @@ class FakeCvmfs:
             input=stdin,
             capture_output=True,
             env={**os.environ, **(env or {})},
-            cwd=self.state.parent,
+            cwd="/",  # never inside the repository: a busy mount point could not be remounted
             check=False,
         )
         return Result(done.returncode, done.stdout.decode(), done.stderr.decode())
@@ -94,16 +94,43 @@ class FakeCvmfs:
         return call_log.transactions(self.state, self.repo)
 
 
+def _mount_points() -> list[str]:
+    with open("/proc/self/mountinfo") as mountinfo:
+        return [line.split()[4] for line in mountinfo]
+
+
+def _unmount(point: str) -> None:
+    done = subprocess.run(["umount", point], capture_output=True, check=False)
+    if done.returncode != 0:
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
 def unmount_under(prefix: Path) -> None:
     """Unmount anything below `prefix`, deepest first; lazily when a mount is busy."""
     root = str(prefix.resolve())
-    with open("/proc/self/mountinfo") as mountinfo:
-        points = [line.split()[4] for line in mountinfo]
-    for point in sorted(points, key=len, reverse=True):
+    for point in sorted(_mount_points(), key=len, reverse=True):
         if point == root or point.startswith(root + "/"):
-            done = subprocess.run(["umount", point], capture_output=True, check=False)
-            if done.returncode != 0:
-                subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+            _unmount(point)
+
+
+def sweep(base: Path) -> None:
+    """Unmount repositories of fixtures below `base` whose teardown never ran (killed runs):
+    mount points `<dir>/cvmfs/<repo>` next to a `<dir>/state/<repo>/meta.json`."""
+    root = str(base.resolve())
+    for point in sorted(_mount_points(), key=len, reverse=True):
+        path = Path(point)
+        ours = (path.parent.parent / "state" / path.name / "meta.json").is_file()
+        if point.startswith(root + "/") and path.parent.name == "cvmfs" and ours:
+            _unmount(point)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fake_cvmfs_sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No fake repository stays mounted past a session, nor after an earlier killed one."""
+    runs = tmp_path_factory.getbasetemp().parent
+    sweep(runs)
+    yield
+    sweep(runs)
 
 
 @pytest.fixture(params=["mounts", "plain"])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.fixture import FakeCvmfs
+from tests.fakes.fixture import FakeCvmfs, sweep
 
 
 @pytest.fixture
@@ -237,3 +237,18 @@ def test_unmount_all_and_rmfs_leave_nothing_mounted(fake_cvmfs: FakeCvmfs) -> No
     assert not fake_cvmfs.root.exists()
     assert not (fake_cvmfs.state / fake_cvmfs.repo).exists()
     assert fake_cvmfs.ok("list").stdout == ""
+
+
+@pytest.mark.root
+def test_a_sweep_unmounts_repositories_left_by_a_killed_run(
+    fake_cvmfs: FakeCvmfs, tmp_path: Path
+) -> None:
+    left = tmp_path / "killed-run"
+    orphan = FakeCvmfs("orphan.repo", left / "cvmfs", left / "state")
+    env = {"FAKE_CVMFS_STATE": str(orphan.state), "FAKE_CVMFS_PREFIX": str(orphan.prefix)}
+    orphan.ok("mkfs", orphan.repo, env=env)
+    orphan.ok("transaction", orphan.repo, env=env)
+    assert mounted(orphan.root)
+    sweep(left)
+    assert not mounted(orphan.root)
+    assert mounted(fake_cvmfs.root)  # outside the swept directory
