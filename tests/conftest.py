@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from tests.fakes.fixture import fake_cvmfs, fake_cvmfs_modes, fake_cvmfs_sweep
 from tests.support import registry as registry_support
@@ -30,3 +31,10 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Commands configure logging to the stderr pytest captures for one test; undo it after."""
+    yield
+    structlog.reset_defaults()
