@@ -1,14 +1,24 @@
-"""Fixtures shared by every test: a real local registry (session-wide)."""
+"""Fixtures shared by every test: a real local registry (session-wide), the fake cvmfs_server."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 import structlog
 
+from tests.fakes.fixture import fake_cvmfs, fake_cvmfs_modes, fake_cvmfs_sweep
 from tests.support import registry as registry_support
 from tests.support.registry import LocalRegistry
+
+__all__ = ["fake_cvmfs", "fake_cvmfs_modes", "fake_cvmfs_sweep", "registry"]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked `root` skip cleanly for other users."""
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        pytest.skip("needs root")
 
 
 @pytest.fixture(scope="session")
