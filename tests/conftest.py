@@ -1,0 +1,1 @@
+"""Shared pytest setup: `tests/` is importable, so helpers live in `tests/support/`."""
