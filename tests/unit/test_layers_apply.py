@@ -50,10 +50,11 @@ def test_lower_directory_keeps_its_mtime_when_a_layer_adds_to_it(root: Path) -> 
     assert os.lstat(root / "etc").st_mtime == 1_000_000_000
 
 
-def test_missing_parents_are_created(root: Path) -> None:
-    apply(root, [f("a/b/c/file", b"x")])
+def test_missing_parents_are_created_with_the_times_of_their_first_entry(root: Path) -> None:
+    apply(root, [f("a/b/c/file", b"x", mtime=1_234_567_890), f("a/b/other")])
     assert (root / "a/b/c/file").read_bytes() == b"x"
     assert stat.S_IMODE(os.lstat(root / "a/b").st_mode) == 0o755
+    assert os.lstat(root / "a/b").st_mtime == 1_234_567_890
 
 
 @pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])

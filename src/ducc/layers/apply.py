@@ -120,12 +120,13 @@ class _Applier:
         self.layer = layer
         self.privileged = os.geteuid() == 0 if privileged is None else privileged
         self.metadata = Metadata(privileged=self.privileged, layer=layer)
-        self.resolver = Resolver(root, seen=self._seen)
+        self.resolver = Resolver(root, seen=self._seen, made=self._made)
         self.lower = Resolver(os.fspath(lower)) if lower is not None else None
         self.upper = Upper()
         self.whiteouts = Whiteouts(root, self.upper, self.resolver.forget)
         self.counts = _Counts()
         self.entry = ""
+        self.current: Entry | None = None
         self.dir_times: dict[str, tuple[int, int]] = {}
         self.dir_modes: dict[str, int] = {}  # unprivileged: final modes of opened-up dirs
         self._seen("", os.lstat(root))
@@ -137,6 +138,12 @@ class _Applier:
         if not self.privileged and info.st_mode & 0o700 != 0o700:
             self.dir_modes.setdefault(rel, stat.S_IMODE(info.st_mode))
             os.chmod(self.resolver.path(rel), stat.S_IMODE(info.st_mode) | 0o700)
+
+    def _made(self, rel: str) -> None:
+        """A parent the layer did not declare: it gets the times of the entry that needed
+        it, so that the same layer always makes the same tree."""
+        if self.current is not None:
+            self.dir_times.setdefault(rel, times_of(self.current.info))
 
     def refuse(self, reason: str) -> HostileLayer:
         return HostileLayer(self.layer, self.entry, reason)
@@ -150,6 +157,7 @@ class _Applier:
         }
         for entry in reader:
             self.entry = entry.info.name
+            self.current = entry
             try:
                 if not entry.name:
                     self._directory(entry, "", reader)

@@ -20,6 +20,7 @@ class ResolveError(Exception):
 
 
 SeenDirectory = Callable[[str, os.stat_result], None]
+MadeDirectory = Callable[[str], None]
 
 
 class Resolver:
@@ -27,12 +28,20 @@ class Resolver:
 
     Real paths contain no symlinks: every component was checked to be a directory. When
     `create` is set, missing directories are made (0755), as tar extractors make parents.
-    `seen` is called once per existing directory met while walking (to save its times).
+    `seen` is called once per existing directory met while walking (to save its times),
+    `made` for each directory created.
     """
 
-    def __init__(self, root: str, *, seen: SeenDirectory | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        *,
+        seen: SeenDirectory | None = None,
+        made: MadeDirectory | None = None,
+    ) -> None:
         self.root = root
         self._seen = seen
+        self._made = made
         self._cache: dict[str, str] = {"": ""}
 
     def path(self, rel: str) -> str:
@@ -62,7 +71,12 @@ class Resolver:
         return real
 
     def _step(self, base: str, part: str, create: bool, hops: list[int]) -> str | None:
+        """Resolve `part` inside the real directory `base`. Any name below a real path is a
+        logical name as well, so results are cached under it too."""
         rel = f"{base}/{part}" if base else part
+        cached = self._cache.get(rel)
+        if cached is not None:
+            return cached
         path = self.path(rel)
         try:
             info = os.lstat(path)
@@ -70,7 +84,18 @@ class Resolver:
             if not create:
                 return None
             os.mkdir(path, 0o755)
-            return rel
+            if self._made is not None:
+                self._made(rel)
+            real: str | None = rel
+        else:
+            real = self._existing(base, rel, info, create, hops)
+        if real is not None:
+            self._cache[rel] = real
+        return real
+
+    def _existing(
+        self, base: str, rel: str, info: os.stat_result, create: bool, hops: list[int]
+    ) -> str | None:
         if stat.S_ISDIR(info.st_mode):
             if self._seen is not None:
                 self._seen(rel, info)
@@ -79,7 +104,7 @@ class Resolver:
             hops[0] += 1
             if hops[0] > MAX_SYMLINKS:
                 raise ResolveError(f"too many levels of symbolic links at {rel!r}")
-            target = os.readlink(path)
+            target = os.readlink(self.path(rel))
             return self._follow("" if target.startswith("/") else base, target, create, hops)
         raise ResolveError(f"{rel!r} is not a directory")
 
