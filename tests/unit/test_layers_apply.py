@@ -13,7 +13,6 @@ from ducc.errors import HostileLayer
 from ducc.layers.clone import clone_tree
 from support.layer_tars import MTIME, E, apply, d, f, hard, snapshot, sym, tar_bytes
 
-root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 CAPABILITY = bytes.fromhex("0000000200200000000000000000000000000000")  # cap_net_raw+ep
 
 
@@ -254,7 +253,7 @@ def test_setuid_setgid_and_sticky_bits_are_kept(root: Path) -> None:
     assert stat.S_IMODE(os.lstat(root / "tmp").st_mode) == 0o1777
 
 
-@root_only
+@pytest.mark.root
 def test_owners_are_applied_as_root(root: Path) -> None:
     apply(root, [d("home", uid=1000, gid=100), f("home/x", uid=1000, gid=1000, mode=0o6755)])
     apply(root, [sym("home/s", "x", uid=7, gid=8)])
@@ -274,7 +273,7 @@ def test_owners_are_skipped_and_counted_when_unprivileged(root: Path) -> None:
     assert os.lstat(root / "x").st_uid == os.geteuid()
 
 
-@root_only
+@pytest.mark.root
 def test_devices_and_fifos_as_root(root: Path) -> None:
     stats = apply(
         root,
@@ -301,7 +300,7 @@ def test_devices_are_skipped_unprivileged_but_fifos_are_made(root: Path) -> None
     assert stats.skipped_devices == 1
 
 
-@root_only
+@pytest.mark.root
 def test_xattrs_allowed_ones_are_set_others_dropped(root: Path) -> None:
     xattrs = {
         "security.capability": CAPABILITY,
@@ -317,7 +316,7 @@ def test_xattrs_allowed_ones_are_set_others_dropped(root: Path) -> None:
     assert os.getxattr(root / "dir", "user.d") == b"1"
 
 
-@root_only
+@pytest.mark.root
 def test_capability_survives_the_owner_change(root: Path) -> None:
     apply(root, [f("ping", b"elf", uid=5, gid=5, xattrs={"security.capability": CAPABILITY})])
     assert os.getxattr(root / "ping", "security.capability") == CAPABILITY

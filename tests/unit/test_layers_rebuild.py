@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from pathlib import Path
 
@@ -66,7 +65,7 @@ def test_attributes_survive() -> None:
     assert "SCHILY.xattr.trusted.no" not in pax
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="device nodes need root")
+@pytest.mark.root
 def test_rebuilt_tar_applies_to_the_same_tree(tmp_path: Path) -> None:
     original, rebuilt = tmp_path / "a", tmp_path / "b"
     original.mkdir()
