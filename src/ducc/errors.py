@@ -48,6 +48,14 @@ class BadPattern(InputError):
     """A glob (wildcard tag or ignoreErrors entry) is malformed."""
 
 
+class BadPlatform(InputError):
+    """A platform is not `os/architecture[/variant]`."""
+
+
+class CredentialsInvalid(InputError):
+    """A credentials source (auth.json, DUCC_<registry>_USER/_PASS) is malformed."""
+
+
 class RecipeInvalid(InputError):
     """One or more recipes have problems; `problems` holds every one, already located."""
 
@@ -119,12 +127,25 @@ class AuthError(RegistryError):
     """Authentication or authorization failed (UNAUTHORIZED, DENIED)."""
 
 
-class RateLimited(RegistryError):
-    """The registry keeps answering 429 TOOMANYREQUESTS."""
+class NoMatchingTags(NotFound):
+    """A wildcard tag matched none of the tags the registry lists."""
+
+
+class NoMatchingPlatform(RegistryError):
+    """An index holds no manifest for the requested platform."""
 
 
 class TransientError(RegistryError):
-    """A fault worth retrying: connection error, timeout, 5xx, 429."""
+    """A fault worth retrying: connection error, timeout, 5xx, 429.
+
+    `retry_after` is the wait in seconds the registry asked for (`Retry-After`), if any.
+    """
+
+    retry_after: float | None = None
+
+
+class RateLimited(TransientError):
+    """The registry answers 429 TOOMANYREQUESTS or reports its pull limit exhausted."""
 
 
 # --- layers -------------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from ducc.unpack import unpack_layers
-from support.layer_tars import E, d, f, sym, tar_bytes
-from support.oci_layout import write_image
+from tests.support.layer_tars import E, d, f, sym, write_image
 
 pytestmark = [
     pytest.mark.root,
@@ -55,9 +54,9 @@ LOWER = [
 def test_chroot_runs_the_shell(tmp_path: Path) -> None:
     if not Path(SHELL).exists():
         pytest.skip(f"{SHELL} is missing")
-    image = write_image(tmp_path / "layout", "t", [tar_bytes(LOWER), tar_bytes(_upper_layer())])
+    sources = write_image(tmp_path / "layout", "t", [LOWER, _upper_layer()])
     rootfs = tmp_path / "rootfs"
-    unpack_layers(rootfs, image.layers)
+    unpack_layers(rootfs, sources)
     assert (rootfs / "usr/bin/sh").is_file()  # written through the `bin` symlink
     assert os.readlink(rootfs / "bin") == "usr/bin"
     result = subprocess.run(

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from ducc.unpack import unpack_layers
-from support.layer_tars import E, d, f, hard, sym, tar_bytes
-from support.oci_layout import write_image
+from tests.support.layer_tars import E, d, f, hard, sym, write_image
 
 pytestmark = [
     pytest.mark.root,
@@ -151,10 +150,10 @@ def _umoci(image_ref: str, bundle: Path) -> Path:
     ids=["one-layer", "two-layers", "three-layers"],
 )
 def test_flat_tree_equals_umoci_unpack(tmp_path: Path, layers: list[list[E]]) -> None:
-    image = write_image(tmp_path / "layout", "test", [tar_bytes(layer) for layer in layers])
-    reference = _umoci(image.reference, tmp_path / "bundle")
+    sources = write_image(tmp_path / "layout", "test", layers)
+    reference = _umoci(f"{tmp_path / 'layout'}:test", tmp_path / "bundle")
     ours = tmp_path / "ours"
-    unpack_layers(ours, image.layers)
+    unpack_layers(ours, sources)
     theirs_tree, ours_tree = _describe(reference), _describe(ours)
     assert sorted(ours_tree) == sorted(theirs_tree)
     for path, described in theirs_tree.items():
@@ -165,9 +164,9 @@ def test_flat_tree_equals_umoci_unpack(tmp_path: Path, layers: list[list[E]]) ->
 def test_the_comparison_sees_differences(tmp_path: Path) -> None:
     """Guard for the test above: a changed mode, owner or link group must show."""
     a, b = tmp_path / "a", tmp_path / "b"
-    image = write_image(tmp_path / "layout", "t", [tar_bytes([f("x", b"1"), hard("y", "x")])])
-    unpack_layers(a, image.layers)
-    unpack_layers(b, image.layers)
+    sources = write_image(tmp_path / "layout", "t", [[f("x", b"1"), hard("y", "x")]])
+    unpack_layers(a, sources)
+    unpack_layers(b, sources)
     assert _describe(a) == _describe(b)
     os.chmod(b / "x", 0o4755)  # noqa: S103 - a difference the comparison must see
     assert _describe(a) != _describe(b)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import tarfile
 from collections.abc import Iterable, Sequence
@@ -14,6 +15,8 @@ import zstandard
 
 from ducc.digest import Digest
 from ducc.layers import ApplyMode, ApplyStats, LayerStream, Limits, apply_layer
+from ducc.unpack import LayerSource
+from tests.support.images import Image, make_image, make_layer, write_oci_layout
 
 TAR = "application/vnd.oci.image.layer.v1.tar"
 TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -177,3 +180,32 @@ def _describe(path: str, info: os.stat_result) -> tuple[object, ...]:
     names = sorted(os.listxattr(path, follow_symlinks=False))
     xattrs = tuple((n, os.getxattr(path, n, follow_symlinks=False)) for n in names)
     return (mode, info.st_uid, info.st_gid, body, xattrs)
+
+
+def layer_sources(layout: Path, image: Image) -> list[LayerSource]:
+    """The layers of `image`, read from the blobs of the OCI layout it was written to."""
+    sources = []
+    for layer, diff_id in zip(
+        image.layers, json.loads(image.config)["rootfs"]["diff_ids"], strict=True
+    ):
+        digest = Digest.parse(layer.digest)
+        path = layout / "blobs" / digest.algorithm / digest.hex
+        sources.append(
+            LayerSource(
+                name=layer.digest,
+                media_type=layer.media_type,
+                blob=digest,
+                size=len(layer.blob),
+                diff_id=Digest.parse(diff_id),
+                open=lambda path=path: path.open("rb"),  # type: ignore[misc]
+            )
+        )
+    return sources
+
+
+def write_image(layout: Path, tag: str, layers: Sequence[Sequence[E]]) -> list[LayerSource]:
+    """Write an image of gzip layers as an OCI layout (`<layout>:<tag>` for umoci); its
+    layers as `unpack_layers` takes them."""
+    image = make_image([make_layer(tar_bytes(entries)) for entries in layers])
+    write_oci_layout(layout, {tag: image})
+    return layer_sources(layout, image)

@@ -11,7 +11,7 @@ import pytest
 
 from ducc.errors import HostileLayer
 from ducc.layers.clone import clone_tree
-from support.layer_tars import MTIME, E, apply, d, f, hard, snapshot, sym, tar_bytes
+from tests.support.layer_tars import MTIME, E, apply, d, f, hard, snapshot, sym, tar_bytes
 
 CAPABILITY = bytes.fromhex("0000000200200000000000000000000000000000")  # cap_net_raw+ep
 

@@ -10,7 +10,7 @@ import pytest
 
 from ducc.errors import LayerError
 from ducc.layers.clone import clone_tree
-from support.layer_tars import E, apply, d, f, hard, snapshot, sym
+from tests.support.layer_tars import E, apply, d, f, hard, snapshot, sym
 
 
 @pytest.fixture

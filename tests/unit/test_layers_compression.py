@@ -10,8 +10,9 @@ import zstandard
 
 from ducc.errors import HostileLayer, ManifestError, VerificationError
 from ducc.layers import compression
-from ducc.layers.compression import Compression, Decompressed, ZstdFrames, compression_for
-from support.layer_tars import f, gz, tar_bytes, zst
+from ducc.layers.compression import Decompressed, ZstdFrames, compression_for
+from ducc.oci import Compression
+from tests.support.layer_tars import f, gz, tar_bytes, zst
 
 PAYLOAD = tar_bytes([f("a", b"x" * 300_000), f("b", b"hello")])
 
@@ -39,10 +40,10 @@ def test_media_types_choose_compression(media_type: str, expected: Compression) 
 @pytest.mark.parametrize(
     ("media_type", "words"),
     [
-        ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "foreign layer"),
+        ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "foreign"),
         ("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "non-distributable"),
-        ("application/vnd.oci.image.layer.v1.tar+bzip2", "unknown layer media type"),
-        ("application/vnd.oci.image.config.v1+json", "unknown layer media type"),
+        ("application/vnd.oci.image.layer.v1.tar+bzip2", "unsupported layer media type"),
+        ("application/vnd.oci.image.config.v1+json", "unsupported layer media type"),
     ],
 )
 def test_unusable_media_types_are_refused_clearly(media_type: str, words: str) -> None:

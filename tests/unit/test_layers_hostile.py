@@ -23,7 +23,7 @@ import pytest
 from ducc.digest import Digest
 from ducc.errors import DuccError, HostileLayer, LayerError, VerificationError
 from ducc.layers import LayerStream, Limits, apply_layer
-from support.layer_tars import (
+from tests.support.layer_tars import (
     TAR,
     TAR_GZIP,
     TAR_ZSTD,

@@ -10,7 +10,7 @@ import pytest
 
 from ducc.errors import HostileLayer
 from ducc.layers import ApplyMode
-from support.layer_tars import E, apply, d, f, hard, sym
+from tests.support.layer_tars import E, apply, d, f, hard, sym
 
 LITERAL = ApplyMode.LITERAL
 

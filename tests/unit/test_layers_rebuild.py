@@ -11,7 +11,7 @@ import pytest
 from ducc.errors import HostileLayer
 from ducc.layers import ApplyMode
 from ducc.layers.rebuild import rebuild_tar
-from support.layer_tars import E, apply, d, f, hard, snapshot, stream_of, sym, tar_bytes
+from tests.support.layer_tars import E, apply, d, f, hard, snapshot, stream_of, sym, tar_bytes
 
 CAPABILITY = bytes.fromhex("0000000200200000000000000000000000000000")
 LAYER = [

@@ -10,7 +10,7 @@ import pytest
 
 from ducc.errors import HostileLayer, LayerError
 from ducc.layers import remove_tree, staged
-from support.layer_tars import apply, d, f, sym
+from tests.support.layer_tars import apply, d, f, sym
 
 
 def test_success_renames_into_place_and_leaves_no_temp(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from ducc.errors import HostileLayer
 from ducc.layers.limits import Limits
 from ducc.layers.tarstream import Kind, TarReader
-from support.layer_tars import E, d, f, hard, sym, tar_bytes
+from tests.support.layer_tars import E, d, f, hard, sym, tar_bytes
 
 
 def _entries(data: bytes, limits: Limits = Limits()) -> list[tuple[str, Kind, str, bytes]]:  # noqa: B008

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ducc.layers import ApplyMode
-from support.layer_tars import E, apply, d, f, sym
+from tests.support.layer_tars import E, apply, d, f, sym
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from ducc.digest import Digest
 from ducc.errors import DigestMismatch, HostileLayer, InputError
 from ducc.unpack import LayerSource, unpack_layers
-from support.layer_tars import TAR, TAR_GZIP, TAR_ZSTD, E, d, f, gz, hard, sym, tar_bytes, zst
+from tests.support.layer_tars import TAR, TAR_GZIP, TAR_ZSTD, E, d, f, gz, hard, sym, tar_bytes, zst
 
 
 class _Blob(io.BytesIO):

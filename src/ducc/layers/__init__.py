@@ -7,10 +7,11 @@ Plain streams and paths in, trees out; no registry or publisher knowledge. See `
 """
 
 from ducc.layers.apply import ApplyMode, ApplyStats, apply_layer
-from ducc.layers.compression import Compression, compression_for
+from ducc.layers.compression import compression_for
 from ducc.layers.limits import Limits
 from ducc.layers.stage import remove_tree, staged
 from ducc.layers.stream import LayerDigests, LayerStream
+from ducc.oci import Compression
 
 __all__ = [
     "ApplyMode",

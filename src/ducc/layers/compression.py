@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from enum import StrEnum
 from types import ModuleType
 from typing import Any, cast
 
 import zstandard
 
 from ducc.digest import BinaryReadable
-from ducc.errors import HostileLayer, ManifestError, VerificationError
+from ducc.errors import HostileLayer, VerificationError
+from ducc.oci import Compression, layer_compression
 
 _igzip: ModuleType | None
 try:  # ISA-L inflates about twice as fast as zlib; optional at run time.
@@ -40,46 +40,12 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 CHUNK = 1 << 20
 
-_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-_NONDISTRIBUTABLE = "application/vnd.oci.image.layer.nondistributable."
-
-
-class Compression(StrEnum):
-    NONE = "none"
-    GZIP = "gzip"
-    ZSTD = "zstd"
-
-
-_MEDIA_TYPES = {
-    "application/vnd.oci.image.layer.v1.tar": Compression.NONE,
-    "application/vnd.oci.image.layer.v1.tar+gzip": Compression.GZIP,
-    "application/vnd.oci.image.layer.v1.tar+zstd": Compression.ZSTD,
-    "application/vnd.docker.image.rootfs.diff.tar": Compression.NONE,
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": Compression.GZIP,
-}
-
 
 def compression_for(media_type: str) -> Compression:
-    """The compression of a layer media type (OCI image-spec `layer.md`, `media-types.md`).
-
-    Foreign and non-distributable layers are refused: their content is not in the registry
-    (or must not be redistributed), so no flat tree built without them would be the image.
-    """
-    found = _MEDIA_TYPES.get(media_type)
-    if found is not None:
-        return found
-    if media_type == _FOREIGN:
-        raise ManifestError(
-            f"foreign layer {media_type!r} (a Windows base layer) cannot be unpacked",
-            hint="only Linux images with distributable layers can be converted",
-        )
-    if media_type.startswith(_NONDISTRIBUTABLE):
-        raise ManifestError(
-            f"non-distributable layer {media_type!r} cannot be unpacked",
-            hint="non-distributable layers are deprecated; rebuild the image without them",
-        )
-    known = ", ".join(sorted(_MEDIA_TYPES))
-    raise ManifestError(f"unknown layer media type {media_type!r} (supported: {known})")
+    """The compression of a layer media type (OCI image-spec `media-types.md`); foreign,
+    non-distributable and unknown layers raise ManifestError. The table of layer media types
+    lives in `ducc.oci`, shared with the registry client."""
+    return layer_compression(media_type)
 
 
 def sniff(head: bytes) -> Compression:

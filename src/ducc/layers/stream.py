@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from ducc.digest import BinaryReadable, Digest, VerifyingReader
 from ducc.errors import SizeMismatch
-from ducc.layers.compression import CHUNK, Compression, Decompressed, compression_for
+from ducc.layers.compression import CHUNK, Decompressed, compression_for
+from ducc.oci import Compression
 
 # A stand-in expectation when the caller knows no digest: VerifyingReader still hashes and
 # counts, and `verify()` is simply never called on it.

@@ -1,0 +1,1 @@
+"""Talking to container registries: auth, tag lists, manifests and blobs, one client each."""

@@ -1,0 +1,172 @@
+"""Registry credentials from the ecosystem's usual places, looked up per registry.
+
+Sources, first match wins: DUCC's variables (`DUCC_AUTH_REGISTRIES=a,b`, `DUCC_<a>_IDENT`,
+`DUCC_<a>_USER`, `DUCC_<a>_PASS`), `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+`~/.config/containers/auth.json`, `~/.docker/config.json` (`auths`, base64 `auth`).
+A password never appears in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ducc import log
+from ducc.errors import CredentialsInvalid
+from ducc.reference import DOCKER_HUB_ALIASES
+
+_DOCKER_HUB_KEY = "docker.io"
+_MAX_AUTH_FILE = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    username: str
+    password: str = field(repr=False)
+    source: str = ""  # where it came from, for messages (never the secret itself)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    key: str  # `host[:port]` or `host[:port]/namespace...`, or a DUCC substring ident
+    credential: Credential
+    substring: bool = False  # DUCC's IDENT matching: contained anywhere in `registry/repo`
+
+    def matches(self, registry: str, repository: str) -> bool:
+        name = f"{registry}/{repository}"
+        if self.substring:
+            return self.key in name
+        return name == self.key or name.startswith(self.key + "/")
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialStore:
+    """Every credential found, in priority order."""
+
+    entries: tuple[_Entry, ...] = ()
+
+    def lookup(self, registry: str, repository: str = "") -> Credential | None:
+        """The credential for `registry` (as written in the reference) and `repository`.
+
+        Within one source the most specific key (`host/namespace`) wins over the host alone.
+        """
+        names = [_canonical(registry)]
+        best: _Entry | None = None
+        for entry in self.entries:
+            if best is not None and best.credential.source != entry.credential.source:
+                break
+            if any(entry.matches(name, repository) for name in names) and (
+                best is None or len(entry.key) > len(best.key)
+            ):
+                best = entry
+        return best.credential if best else None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> CredentialStore:
+        env = os.environ if environ is None else environ
+        entries = list(_ducc_entries(env))
+        for path in _auth_files(env):
+            entries.extend(_auth_file_entries(path))
+        return cls(tuple(entries))
+
+
+def _canonical(registry: str) -> str:
+    """Docker Hub's names all mean one registry; auth files spell it in several ways."""
+    host = registry.lower()
+    for prefix in ("https://", "http://"):
+        host = host.removeprefix(prefix)
+    host = host.split("/v1/", 1)[0].split("/v2/", 1)[0].rstrip("/")
+    head, _, rest = host.partition("/")
+    if head in DOCKER_HUB_ALIASES:
+        return f"{_DOCKER_HUB_KEY}/{rest}" if rest else _DOCKER_HUB_KEY
+    return host
+
+
+def _ducc_entries(env: Mapping[str, str]) -> list[_Entry]:
+    entries = []
+    for name in filter(None, (n.strip() for n in env.get("DUCC_AUTH_REGISTRIES", "").split(","))):
+        ident = env.get(f"DUCC_{name}_IDENT", "")
+        user = env.get(f"DUCC_{name}_USER", "")
+        password = env.get(f"DUCC_{name}_PASS", "")
+        if not ident or not user or not password:
+            raise CredentialsInvalid(
+                f"DUCC_AUTH_REGISTRIES names {name!r} but DUCC_{name}_IDENT, DUCC_{name}_USER "
+                f"or DUCC_{name}_PASS is missing or empty",
+                hint=f"set all three, or remove {name!r} from DUCC_AUTH_REGISTRIES",
+            )
+        if env.get(f"DUCC_{name}_PROXY"):
+            log.get("credentials").warning("ducc_proxy_unsupported", registry=name)
+        credential = Credential(user, password, f"DUCC_{name}_USER/_PASS")
+        entries.append(_Entry(_canonical(ident), credential, substring=True))
+    return entries
+
+
+def _auth_files(env: Mapping[str, str]) -> list[Path]:
+    """Candidate files in containers-auth.json(5) order, then Docker's."""
+    home = Path(env.get("HOME", "~")).expanduser()
+    paths = []
+    if env.get("REGISTRY_AUTH_FILE"):
+        paths.append(Path(env["REGISTRY_AUTH_FILE"]))
+    if env.get("XDG_RUNTIME_DIR"):
+        paths.append(Path(env["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
+    config_home = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+    paths.append(config_home / "containers" / "auth.json")
+    docker_dir = Path(env["DOCKER_CONFIG"]) if env.get("DOCKER_CONFIG") else home / ".docker"
+    paths.append(docker_dir / "config.json")
+    return paths
+
+
+def _auth_file_entries(path: Path) -> list[_Entry]:
+    data = _read_auth_file(path)
+    if data is None:
+        return []
+    auths = data.get("auths", {})
+    if not isinstance(auths, dict):
+        raise CredentialsInvalid(f"{path}: 'auths' must be an object")
+    entries = []
+    for key, value in auths.items():
+        credential = _decode_auth(path, key, value)
+        if credential is not None:
+            entries.append(_Entry(_canonical(key), credential))
+    return entries
+
+
+def _read_auth_file(path: Path) -> dict[str, Any] | None:
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(_MAX_AUTH_FILE + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.get("credentials").warning("auth_file_unreadable", path=str(path), error=exc.strerror)
+        return None
+    if len(raw) > _MAX_AUTH_FILE:
+        raise CredentialsInvalid(f"{path}: larger than {_MAX_AUTH_FILE} bytes")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise CredentialsInvalid(f"{path}: not valid JSON") from None
+    if not isinstance(data, dict):
+        raise CredentialsInvalid(f"{path}: must be a JSON object")
+    return data
+
+
+def _decode_auth(path: Path, key: str, value: Any) -> Credential | None:
+    """`{"auth": base64("user:password")}`; entries without `auth` (helpers) are skipped."""
+    encoded = value.get("auth") if isinstance(value, dict) else None
+    if not encoded:
+        return None
+    try:
+        text = base64.b64decode(str(encoded), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise CredentialsInvalid(f"{path}: auths[{key!r}].auth is not base64 text") from None
+    user, colon, password = text.partition(":")
+    if not colon or not user:
+        raise CredentialsInvalid(f"{path}: auths[{key!r}].auth is not 'user:password'")
+    return Credential(user, password, str(path))
