@@ -1,8 +1,9 @@
 """`ducc unpack`: an image's layers applied in order into one directory, its flat root
 filesystem (like `umoci unpack` or `crane export`, with OCI changeset semantics).
 
-Each layer is read once: blob digest, decompression, diff_id and application in one
-streaming pass. A failure leaves the destination as it was: empty, or absent if it was.
+Each layer is read once, straight from the registry: blob digest, decompression, diff_id
+and application in one streaming pass. A failure leaves the destination as it was: empty,
+or absent if it was.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from ducc import log
 from ducc.digest import BinaryReadable, Digest
 from ducc.errors import InputError
 from ducc.layers import ApplyMode, ApplyStats, LayerStream, Limits, apply_layer, remove_tree
-
-_log = log.get("unpack")
+from ducc.oci import Descriptor
+from ducc.platform import Platform
+from ducc.reference import Reference
+from ducc.registry.blobs import open_blob
+from ducc.registry.client import Registries, RegistryClient
+from ducc.registry.manifests import ResolvedImage, resolve
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,60 @@ class UnpackStats:
         return sum(layer.bytes for layer in self.layers)
 
 
+@dataclass(frozen=True, slots=True)
+class UnpackedImage:
+    image: ResolvedImage
+    stats: UnpackStats
+
+
+def unpack_image(
+    registries: Registries,
+    ref: Reference,
+    dest: Path,
+    *,
+    platform: Platform | None = None,
+    limits: Limits = Limits(),  # noqa: B008 - frozen, shared safely
+) -> UnpackedImage:
+    """Pull `ref` (its `platform` entry when it is an index, default linux/amd64) and write
+    its flat root filesystem into `dest` (missing or empty)."""
+    if ref.is_wildcard:
+        raise InputError(f"{ref}: a wildcard names many images; unpack takes one")
+    check_destination(dest)
+    client = registries.client(ref)
+    [image] = resolve(client, ref, platform=platform)
+    sources = registry_layers(client, image)
+    return UnpackedImage(image, unpack_layers(dest, sources, limits=limits))
+
+
+def registry_layers(client: RegistryClient, image: ResolvedImage) -> list[LayerSource]:
+    """The image's layers as sources streaming from the registry (manifest and config were
+    checked to agree on their number)."""
+    repository = image.reference.repository
+
+    def opener(descriptor: Descriptor) -> Callable[[], BinaryReadable]:
+        return lambda: open_blob(client, repository, descriptor)
+
+    return [
+        LayerSource(
+            name=str(descriptor.digest),
+            media_type=descriptor.media_type,
+            blob=descriptor.digest,
+            size=descriptor.size,
+            diff_id=diff_id,
+            open=opener(descriptor),
+        )
+        for descriptor, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True)
+    ]
+
+
+def check_destination(dest: Path) -> None:
+    """`dest` must be missing or an empty directory (InputError otherwise)."""
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise InputError(f"{dest} exists and is not a directory")
+    if dest.exists() and any(dest.iterdir()):
+        raise InputError(f"{dest} is not empty", hint="unpack into a new or empty directory")
+
+
 def unpack_layers(
     dest: Path,
     layers: Sequence[LayerSource],
@@ -68,11 +127,8 @@ def unpack_layers(
 
 def _prepare(dest: Path) -> bool:
     """Make sure `dest` is an empty directory; True when it was created here."""
-    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
-        raise InputError(f"{dest} exists and is not a directory")
+    check_destination(dest)
     if dest.exists():
-        if any(dest.iterdir()):
-            raise InputError(f"{dest} is not empty", hint="unpack into a new or empty directory")
         return False
     dest.mkdir(parents=True)
     os.chmod(dest, 0o755)  # noqa: S103 - a root filesystem is world-readable
@@ -96,7 +152,9 @@ def _apply(dest: Path, layer: LayerSource, limits: Limits) -> ApplyStats:
         close = getattr(raw, "close", None)
         if callable(close):
             close()
-    _log.info("layer_applied", layer=layer.name, entries=stats.entries, bytes=stats.bytes)
+    log.get("unpack").info(
+        "layer_applied", layer=layer.name, entries=stats.entries, bytes=stats.bytes
+    )
     return stats
 
 

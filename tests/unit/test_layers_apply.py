@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from ducc.errors import HostileLayer
 from ducc.layers.clone import clone_tree
@@ -264,13 +265,14 @@ def test_owners_are_applied_as_root(root: Path) -> None:
 
 
 def test_owners_are_skipped_and_counted_when_unprivileged(root: Path) -> None:
-    stats = apply(
-        root,
-        [f("x", uid=1234, gid=1234), f("mine", uid=os.geteuid(), gid=os.getegid())],
-        privileged=False,
-    )
-    assert stats.skipped_owners == 1
+    mine = (os.geteuid(), os.getegid())
+    layer = [f("x", uid=1234, gid=1234), f("y", uid=99, gid=99), f("m", uid=mine[0], gid=mine[1])]
+    with capture_logs() as logs:
+        stats = apply(root, layer, privileged=False)
+    assert stats.skipped_owners == 2
     assert os.lstat(root / "x").st_uid == os.geteuid()
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert [(e["event"], e["entries"]) for e in warnings] == [("layer_owners_skipped", 2)]
 
 
 @pytest.mark.root

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from ducc import log
 from ducc.errors import DigestMismatch, HostileLayer, LayerError, SizeMismatch
 from ducc.layers.limits import Limits
 from ducc.layers.metadata import Metadata, times_of
@@ -26,7 +25,6 @@ from ducc.layers.stream import READ_AHEAD_BYTES, LayerDigests, LayerStream
 from ducc.layers.tarstream import OPAQUE, WHITEOUT, Entry, Kind, TarReader
 from ducc.layers.whiteout import Upper, Whiteouts
 
-_log = log.get("layers")
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DEVICES = {Kind.CHAR: stat.S_IFCHR, Kind.BLOCK: stat.S_IFBLK, Kind.FIFO: stat.S_IFIFO}
 

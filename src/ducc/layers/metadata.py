@@ -17,7 +17,6 @@ from ducc import log
 
 XATTR_PREFIX = "SCHILY.xattr."
 _NS_MAX = (1 << 63) - 1
-_log = log.get("layers")
 
 
 def xattr_allowed(name: str) -> bool:
@@ -35,7 +34,7 @@ def xattrs_of(info: tarfile.TarInfo, layer: str) -> list[tuple[str, bytes]]:
         if xattr_allowed(name):
             found.append((name, value.encode("utf-8", "surrogateescape")))
         else:
-            _log.debug("layer_xattr_dropped", layer=layer, entry=info.name, xattr=name)
+            log.get("layers").debug("layer_xattr_dropped", layer=layer, entry=info.name, xattr=name)
     return found
 
 
@@ -135,14 +134,22 @@ class Metadata:
                     os.setxattr(target, name, value, follow_symlinks=False)
             except OSError as exc:
                 self.skipped.xattrs += 1
-                _log.debug("layer_xattr_failed", layer=self.layer, entry=info.name, error=str(exc))
+                log.get("layers").debug(
+                    "layer_xattr_failed", layer=self.layer, entry=info.name, error=str(exc)
+                )
 
     def report(self) -> None:
         """One warning per kind of thing this layer could not apply."""
         skipped = self.skipped
         if skipped.owners:
-            _log.warning("layer_owners_skipped", layer=self.layer, entries=skipped.owners)
+            log.get("layers").warning(
+                "layer_owners_skipped", layer=self.layer, entries=skipped.owners
+            )
         if skipped.devices:
-            _log.warning("layer_devices_skipped", layer=self.layer, entries=skipped.devices)
+            log.get("layers").warning(
+                "layer_devices_skipped", layer=self.layer, entries=skipped.devices
+            )
         if skipped.xattrs:
-            _log.warning("layer_xattrs_skipped", layer=self.layer, entries=skipped.xattrs)
+            log.get("layers").warning(
+                "layer_xattrs_skipped", layer=self.layer, entries=skipped.xattrs
+            )
