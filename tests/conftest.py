@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: a real local registry (session-wide), the fake cvmfs_server."""
+"""Fixtures shared by every test: a real local registry (session-wide), the fake cvmfs_server,
+and `root` markers that skip cleanly for other users."""
 
 from __future__ import annotations
 

@@ -1,0 +1,183 @@
+"""One layer blob as a verified tar byte stream, in one pass.
+
+raw bytes -> digest and size of the blob -> decompressor (capped) -> diff_id digest -> tar.
+`finish()` drains what the tar reader left and checks both digests; both are computed even
+when nothing is expected, for the layer's metadata. Reading, hashing and decompressing run
+in a helper thread (they release the GIL) while the caller parses and writes the tar.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+
+from ducc.digest import BinaryReadable, Digest, VerifyingReader
+from ducc.errors import SizeMismatch
+from ducc.layers.compression import CHUNK, Decompressed, compression_for
+from ducc.oci import Compression
+
+# A stand-in expectation when the caller knows no digest: VerifyingReader still hashes and
+# counts, and `verify()` is simply never called on it.
+_UNKNOWN = Digest("sha256", "")
+
+
+@dataclass(frozen=True, slots=True)
+class LayerDigests:
+    """What a drained layer stream measured: blob digest and size, diff_id and tar size."""
+
+    blob: Digest
+    size: int
+    diff_id: Digest
+    diff_size: int
+
+
+READ_AHEAD_DEPTH = 4
+# What the helper thread may have read beyond the consumer: the tar reader checks its exact
+# caps per entry, the stream's own cap (a backstop) must leave it this much room.
+READ_AHEAD_BYTES = (READ_AHEAD_DEPTH + 2) * CHUNK
+
+
+class ReadAhead:
+    """Reads `source` in a helper thread, up to `depth` chunks ahead of the consumer.
+
+    An exception in the thread reaches the consumer at its next read. `close()` stops the
+    thread and waits for it; after that the source belongs to the caller again.
+    """
+
+    def __init__(
+        self, source: BinaryReadable, *, chunk: int = CHUNK, depth: int = READ_AHEAD_DEPTH
+    ) -> None:
+        self._source = source
+        self._chunk = chunk
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._buffer = b""
+        self._eof = False
+        self._thread = threading.Thread(target=self._produce, name="layer-read", daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._source.read(self._chunk)
+            except BaseException as exc:  # handed to the consumer
+                self._put(exc)
+                return
+            self._put(data)
+            if not data:
+                return
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, n: int = -1, /) -> bytes:
+        if not self._buffer:
+            if self._eof:
+                return b""
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._eof = True
+                raise item
+            if not item:
+                self._eof = True
+                return b""
+            self._buffer = item
+        if n < 0 or n >= len(self._buffer):
+            data, self._buffer = self._buffer, b""
+            return data
+        data, self._buffer = self._buffer[:n], self._buffer[n:]
+        return data
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        self._thread.join()
+
+
+class LayerStream:
+    """A readable tar stream over a (compressed) layer blob that verifies what it read."""
+
+    def __init__(
+        self,
+        raw: BinaryReadable,
+        media_type: str,
+        *,
+        blob: Digest | None = None,
+        size: int | None = None,
+        diff_id: Digest | None = None,
+        name: str,
+        max_bytes: int | None = None,
+    ) -> None:
+        self.name = name
+        self.media_type = media_type
+        self.compression: Compression = compression_for(media_type)
+        self._expect_blob = blob is not None
+        self._size = size
+        self._expect_diff = diff_id is not None
+        self._blob = VerifyingReader(raw, blob or _UNKNOWN, size, f"layer {name}")
+        self._decompressed = Decompressed(
+            self._blob, self.compression, name=name, max_bytes=max_bytes
+        )
+        self._tar = VerifyingReader(
+            self._decompressed, diff_id or _UNKNOWN, None, f"layer {name} diff_id"
+        )
+        self._ahead: ReadAhead | None = None
+
+    def read(self, n: int = -1, /) -> bytes:
+        if self._ahead is None:
+            self._ahead = ReadAhead(self._tar)
+        return self._ahead.read(n)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        """Stop reading ahead (after a failure); the stream cannot be read afterwards."""
+        if self._ahead is not None:
+            self._ahead.close()
+
+    def readable(self) -> bool:
+        return True
+
+    def limit(self, max_bytes: int) -> None:
+        """Lower the cap on expanded bytes (a decompression bomb is refused when it passes).
+
+        Readers that check sizes per entry pass their cap plus READ_AHEAD_BYTES here.
+        """
+        current = self._decompressed.max_bytes
+        self._decompressed.max_bytes = max_bytes if current is None else min(current, max_bytes)
+
+    def finish(self) -> LayerDigests:
+        """Read what is left (end-of-archive padding), then check blob and diff_id digests."""
+        while self.read(CHUNK):
+            pass
+        self.close()
+        self.verify_blob()
+        if self._expect_diff:
+            self._tar.verify()
+        return LayerDigests(self._blob.actual, self._blob.count, self._tar.actual, self._tar.count)
+
+    def verify_blob(self) -> None:
+        """Drain the compressed side only and check the blob digest and size.
+
+        After a failure inside the tar this tells a damaged download (DigestMismatch, worth
+        fetching again) from a layer that is bad as published; it never decompresses more.
+        """
+        self.close()
+        self._blob.drain(CHUNK)
+        if self._expect_blob:
+            self._blob.verify()
+        elif self._size is not None and self._blob.count != self._size:
+            raise SizeMismatch(f"layer {self.name}", self._size, self._blob.count)

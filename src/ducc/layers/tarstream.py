@@ -1,0 +1,304 @@
+"""Streaming tar reader for layers: validated entries, data copied in large chunks.
+
+`tarfile` parses the headers (ustar, GNU long names, PAX, xattrs) and nothing else: the
+byte stream, the data copy and every safety check are here. Names are normalised (leading
+`/` and `./` stripped), `..` is refused, limits are enforced before any data is read.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from ducc.digest import BinaryReadable
+from ducc.errors import HostileLayer
+from ducc.layers.limits import Limits
+
+BLOCK = tarfile.BLOCKSIZE
+CHUNK = 1 << 20
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+# A zero block (end-of-archive marker) or no data at all where a header would start.
+_END_OF_DATA: tuple[type[Exception], ...] = (
+    tarfile.EOFHeaderError,  # type: ignore[attr-defined]
+    tarfile.EmptyHeaderError,  # type: ignore[attr-defined]
+)
+_ID_MAX = (1 << 32) - 2  # (uid_t)-1 means "leave unchanged" to chown(2)
+
+
+class Kind(StrEnum):
+    FILE = "file"
+    DIRECTORY = "directory"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"
+    CHAR = "character device"
+    BLOCK = "block device"
+    FIFO = "fifo"
+
+
+_KINDS = {
+    tarfile.REGTYPE: Kind.FILE,
+    tarfile.AREGTYPE: Kind.FILE,
+    tarfile.CONTTYPE: Kind.FILE,
+    tarfile.DIRTYPE: Kind.DIRECTORY,
+    tarfile.SYMTYPE: Kind.SYMLINK,
+    tarfile.LNKTYPE: Kind.HARDLINK,
+    tarfile.CHRTYPE: Kind.CHAR,
+    tarfile.BLKTYPE: Kind.BLOCK,
+    tarfile.FIFOTYPE: Kind.FIFO,
+}
+_EXTENSIONS = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One validated tar member. `name` is normalised ('' is the root); `parent` + `base`
+    split it; `link` is the normalised hard-link target or the verbatim symlink target."""
+
+    name: str
+    parent: str
+    base: str
+    kind: Kind
+    info: tarfile.TarInfo
+    link: str
+
+    @property
+    def size(self) -> int:
+        return self.info.size if self.kind is Kind.FILE else 0
+
+
+class _Refused(Exception):
+    """Raised from inside header parsing; turned into HostileLayer with the entry's name."""
+
+
+class _Header(tarfile.TarInfo):
+    """tarfile's header parser with caps: extension headers are size-limited before they are
+    read into memory, GNU sparse files are refused before their maps are read."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: Any) -> _Header:
+        buf = tarfile_.fileobj.read(BLOCK)
+        header = cls.frombuf(buf, tarfile_.encoding, tarfile_.errors)
+        header.offset = tarfile_.fileobj.tell() - BLOCK
+        if header.type == tarfile.GNUTYPE_SPARSE:
+            raise _Refused("GNU sparse files are not supported")
+        if header.type in _EXTENSIONS and header.size > tarfile_.max_header:
+            raise _Refused(f"extension header of {header.size} bytes exceeds the limit")
+        return header._proc_member(tarfile_)  # type: ignore[attr-defined,no-any-return]
+
+    def _proc_gnusparse_00(self, *_: Any) -> None:
+        raise _Refused("GNU sparse files are not supported")
+
+    _proc_gnusparse_01 = _proc_gnusparse_00
+    _proc_gnusparse_10 = _proc_gnusparse_00
+
+
+class _HeaderSource:
+    """The attributes tarfile's header parser reads from a TarFile."""
+
+    encoding = "utf-8"
+    errors = "surrogateescape"
+
+    def __init__(self, fileobj: TarReader, max_header: int) -> None:
+        self.fileobj = fileobj
+        self.max_header = max_header
+        self.pax_headers: dict[str, str] = {}
+        self.offset = 0
+
+
+class TarReader:
+    """Iterate validated entries of a tar stream; the caller reads each file's data in turn."""
+
+    def __init__(self, stream: BinaryReadable, *, limits: Limits, name: str) -> None:
+        self.layer = name
+        self.limits = limits
+        self._stream = stream
+        self._buf = b""
+        self._pos = 0
+        self._offset = 0  # bytes handed out so far
+        self._left = 0  # data bytes of the current entry not yet read
+        self._pad = 0
+        self._entry = ""
+        self.count = 0
+        self._source = _HeaderSource(self, limits.max_header_bytes)
+
+    # -- the byte stream, as tarfile's header parser reads it --------------------------
+
+    def read(self, n: int) -> bytes:
+        end = self._pos + n
+        if end <= len(self._buf):
+            data = self._buf[self._pos : end]
+            self._pos = end
+        else:
+            data = self._read_slow(n)
+        self._offset += len(data)
+        return data
+
+    def _read_slow(self, n: int) -> bytes:
+        parts = [self._buf[self._pos :]]
+        have = len(parts[0])
+        while have < n:
+            chunk = self._stream.read(max(CHUNK, n - have))
+            if not chunk:
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        joined = b"".join(parts)
+        self._buf, self._pos = joined, min(n, len(joined))
+        return joined[:n]
+
+    def tell(self) -> int:
+        return self._offset
+
+    @property
+    def position(self) -> int:
+        """Bytes of the tar stream consumed so far."""
+        return self._offset
+
+    # -- entries -----------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Entry]:
+        while True:
+            self._skip_rest()
+            info = self._next_header()
+            if info is None:
+                return
+            entry = self._validate(info)
+            self._left = entry.size
+            self._pad = -entry.size % BLOCK
+            yield entry
+
+    def _next_header(self) -> tarfile.TarInfo | None:
+        start = self._offset
+        try:
+            return _Header.fromtarfile(self._source)
+        except _END_OF_DATA:
+            return None  # end-of-archive marker, or data ending at a header boundary
+        except _Refused as exc:
+            raise HostileLayer(self.layer, f"(header at byte {start})", str(exc)) from None
+        except (tarfile.HeaderError, ValueError, UnicodeError) as exc:
+            raise HostileLayer(
+                self.layer, f"(header at byte {start})", f"malformed tar header: {exc}"
+            ) from None
+
+    def refuse(self, entry: str, reason: str) -> HostileLayer:
+        return HostileLayer(self.layer, entry, reason)
+
+    def _validate(self, info: tarfile.TarInfo) -> Entry:
+        self.count += 1
+        raw = info.name
+        self._entry = raw
+        if self.count > self.limits.max_entries:
+            raise self.refuse(raw, f"more than {self.limits.max_entries} entries")
+        kind = _KINDS.get(info.type)
+        if kind is None:
+            raise self.refuse(raw, f"unsupported entry type {info.type!r}")
+        if info.sparse is not None:
+            raise self.refuse(raw, "sparse files are not supported")
+        parts = self._parts(raw, raw)
+        name = "/".join(parts)
+        if not name and kind is not Kind.DIRECTORY:
+            raise self.refuse(raw, f"refusing to replace the root directory with a {kind}")
+        self._check_sizes(info, kind)
+        link = self._link(info, kind)
+        parent, _, base = name.rpartition("/")
+        if base.startswith(WHITEOUT) and base != OPAQUE:
+            check_whiteout(self, raw, base)
+        return Entry(name, parent, base, kind, info, link)
+
+    def _parts(self, text: str, entry: str, what: str = "name") -> list[str]:
+        """`text` split into components, checked (`entry` is named in refusals)."""
+        limits = self.limits
+        if "\x00" in text:
+            raise self.refuse(entry, f"NUL byte in {what}")
+        if len(text) > limits.max_path and _size(text) > limits.max_path:
+            raise self.refuse(entry, f"{what} longer than {limits.max_path} bytes")
+        parts = [p for p in text.split("/") if p and p != "."]
+        if ".." in parts:
+            raise self.refuse(entry, f"'..' in {what} {text!r}")
+        if len(parts) > limits.max_depth:
+            raise self.refuse(entry, f"more than {limits.max_depth} components in {what}")
+        for part in parts:
+            if len(part) > limits.max_name and _size(part) > limits.max_name:
+                raise self.refuse(
+                    entry, f"a component of the {what} is over {limits.max_name} bytes"
+                )
+        return parts
+
+    def _check_sizes(self, info: tarfile.TarInfo, kind: Kind) -> None:
+        raw = info.name
+        if kind is Kind.FILE and self._offset + info.size > self.limits.max_bytes:
+            raise self.refuse(raw, f"layer expands to more than {self.limits.max_bytes} bytes")
+        if not (0 <= info.uid <= _ID_MAX and 0 <= info.gid <= _ID_MAX):
+            raise self.refuse(raw, f"owner {info.uid}:{info.gid} out of range")
+
+    def _link(self, info: tarfile.TarInfo, kind: Kind) -> str:
+        if kind is Kind.HARDLINK:
+            target = "/".join(self._parts(info.linkname, info.name, "hard link target"))
+            if not target:
+                raise self.refuse(info.name, "hard link to the root directory")
+            return target
+        if kind is not Kind.SYMLINK:
+            return ""
+        target = info.linkname
+        if not target or "\x00" in target:
+            raise self.refuse(info.name, "empty symlink target or NUL byte in it")
+        if len(target) > self.limits.max_path and _size(target) > self.limits.max_path:
+            raise self.refuse(info.name, f"symlink target longer than {self.limits.max_path}")
+        return target
+
+    # -- entry data --------------------------------------------------------------------
+
+    def chunks(self) -> Iterator[memoryview]:
+        """The current entry's data in the largest pieces at hand (views, valid until the
+        next call)."""
+        while self._left:
+            if self._pos >= len(self._buf):
+                self._buf, self._pos = self._stream.read(CHUNK), 0
+                if not self._buf:
+                    raise self.refuse(self._entry, "archive ends inside the entry's data")
+            step = min(self._left, len(self._buf) - self._pos)
+            view = memoryview(self._buf)[self._pos : self._pos + step]
+            self._pos += step
+            self._left -= step
+            self._offset += step
+            yield view
+
+    def copy_to(self, fd: int) -> int:
+        """Write the current entry's data to `fd`; the number of bytes written."""
+        total = 0
+        for view in self.chunks():
+            total += len(view)
+            left = view
+            while left:
+                left = left[os.write(fd, left) :]
+        return total
+
+    def _skip_rest(self) -> None:
+        for _ in self.chunks():
+            pass
+        if self._pad:
+            if len(self.read(self._pad)) != self._pad:
+                raise self.refuse(self._entry, "archive ends inside the entry's padding")
+            self._pad = 0
+
+
+def check_whiteout(reader: TarReader, raw: str, base: str) -> None:
+    """`.wh.<name>` must name something in the same directory (OCI `layer.md` Whiteouts)."""
+    target = base[len(WHITEOUT) :]
+    if target in ("", ".", ".."):
+        raise reader.refuse(raw, f"invalid whiteout {base!r}")
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
