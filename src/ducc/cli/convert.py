@@ -13,10 +13,9 @@ import click
 from ducc import log
 from ducc.cli.common import open_registries, platform_option, warn
 from ducc.cli.group import cli
-from ducc.convert import ConvertOptions, ConvertReport, Converter, Outcome
+from ducc.convert import Converter, ConvertOptions, ConvertReport, Outcome
 from ducc.errors import AnotherDuccRunning, ExitCode, InputError
 from ducc.layers import Limits
-from ducc.platform import Platform
 from ducc.products import BuildOptions
 from ducc.publish.factory import PublisherKind, PublisherSettings, default_kind
 from ducc.recipe import CvmfsRepo, Recipe, Wish, Wishlist, cvmfs_repo_problem, load_wishlist

@@ -11,7 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO, cast
 
 from ducc import log
 from ducc.errors import DuccError, PublishError, RepositoryBusy
@@ -142,7 +142,8 @@ class CvmfsPublisher:
         measured: list[LayerDigests] = []
 
         def feed(stdin: IO[bytes]) -> None:
-            measured.append(rebuild_tar(layer.open(), stdin, name=layer.name).digests)
+            out = cast(BinaryIO, stdin)  # a pipe: only write() is used
+            measured.append(rebuild_tar(layer.open(), out, name=layer.name).digests)
 
         self.records.write(TransactionRecord.mine(self.repo, None, kind="ingest"))
         try:
