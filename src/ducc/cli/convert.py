@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from ducc.recipe import CvmfsRepo, Recipe, Wish, Wishlist, cvmfs_repo_problem, l
 from ducc.reference import parse_reference
 from ducc.signals import INTERRUPTS
 from ducc.state import default_state_dir
+from ducc.verify import verify
 
 F = TypeVar("F", bound=Callable[..., Any])
 _log = log.get("cli")
@@ -225,3 +227,27 @@ def convert_single_image(image: str, repository: str, as_json: bool, **kw: Any) 
     )
     wishlist = Wishlist(recipes=[Recipe("<command line>", repo, (wish,))])
     return run_conversion(wishlist, kw, dry_run=False, as_json=as_json)
+
+
+@cli.command("verify")
+@click.argument("roots", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify_command(roots: tuple[Path, ...], as_json: bool) -> int:
+    """Check the repositories at ROOTS (e.g. /cvmfs/unpacked.cern.ch); exit 1 on problems.
+
+    Every public path must resolve to a complete flat tree, every referenced layer and
+    chain must be complete, and the metadata must match the digests.
+    """
+    reports = {str(root): verify(root) for root in roots}
+    if as_json:
+        click.echo(json.dumps({k: asdict(v) for k, v in reports.items()}, indent=2))
+    for root, report in reports.items():
+        if as_json:
+            continue
+        counts = ", ".join(f"{n} {what}s" for what, n in sorted(report.counts.items()))
+        click.echo(f"{root}: {counts or 'empty'}; {len(report.problems)} problems")
+        for problem in report.problems:
+            click.echo(f"  problem: {problem}")
+        for warning in report.warnings:
+            click.echo(f"  warning: {warning}")
+    return ExitCode.OK if all(r.ok for r in reports.values()) else ExitCode.FAILED
