@@ -13,7 +13,7 @@ import pytest
 
 from tests.fakes.fixture import FakeCvmfs
 from tests.support.ducc import Run, app_image, app_layer, base_layer, ducc, unique, write_recipe
-from tests.support.images import file, make_image, make_index, make_layer
+from tests.support.images import Image, Index, file, make_image, make_index, make_layer
 from tests.support.registry import LocalRegistry
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
     return Target("cvmfs", fake.repo, fake.root, args, fake)
 
 
-def push_three(registry: LocalRegistry) -> tuple[str, dict[str, object]]:
+def push_three(registry: LocalRegistry) -> tuple[str, dict[str, Image | Index]]:
     """Two images sharing a base layer and a two-platform index; their references."""
     name = unique("convert")
     pusher = registry.pusher()
@@ -105,12 +105,12 @@ def test_converts_shared_layers_once_and_publishes_once_per_image(
         assert (flat / ".cvmfscatalog").is_file()
         meta = target.root / ".metadata" / ref.split("://", 1)[1]
         stored = (meta / "manifest.json").read_bytes()
-        if hasattr(image, "manifest"):
-            assert stored == image.manifest  # type: ignore[attr-defined]
-            assert flat.name == image.config_digest[7:]  # type: ignore[attr-defined]
+        if isinstance(image, Image):
+            assert stored == image.manifest
+            assert flat.name == image.config_digest[7:]
         else:
-            assert (meta / "index.json").read_bytes() == image.raw  # type: ignore[attr-defined]
-            assert stored == image.images[0].manifest  # type: ignore[attr-defined]
+            assert (meta / "index.json").read_bytes() == image.raw
+            assert stored == image.images[0].manifest
     verified = ducc("verify", target.root)
     assert verified.code == 0, verified.stdout
 
