@@ -17,20 +17,21 @@ from typing import Any
 
 from ducc import log
 from ducc.blobcache import BlobCache
+from ducc.conversion import ImageJob
 from ducc.errors import DuccError, Interrupted
 from ducc.expansion import expand_all
 from ducc.layout import Layout
 from ducc.metadata import recorded_digest
 from ducc.metrics import METRICS
 from ducc.oci import Platform
-from ducc.pointers import Converted, published_ok, write_pointers
+from ducc.pointers import published_ok
 from ducc.poller import PollResult, PollStatus, poll
-from ducc.products import BuildOptions, BuildStats, ImageBuilder, LayerPlan, plan_layers
+from ducc.products import BuildOptions, BuildStats, ImageBuilder
 from ducc.publish.base import Publisher
 from ducc.recipe import CvmfsRepo, Wish, Wishlist
 from ducc.reference import Reference
 from ducc.registry.client import Registries
-from ducc.registry.manifests import ResolvedImage, resolve
+from ducc.registry.manifests import resolve
 
 _log = log.get("convert")
 
@@ -219,55 +220,11 @@ class Converter:
     def convert_image(self, publisher: Publisher, ref: Reference) -> BuildStats:
         """Resolve `ref`, build its products and publish them; the stats of the build."""
         client = self.registries.client(ref)
-        images = resolve(
-            client, ref, platform=self.options.platform, multi_arch=self.options.multi_arch
-        )
-        builder = ImageBuilder(publisher, client, self.cache, self.options.build)
-        stats = BuildStats()
-        plans = [plan_layers(image) for image in images]
-        needed = [
-            p
-            for image, plan in zip(images, plans, strict=True)
-            for p in builder.needed_blobs(image, plan)
-        ]
-        try:
-            stats.bytes_downloaded = builder.download(images[0], needed)
-            ingested = {}
-            for plan in plans:
-                ingested.update(builder.ingest_layers(plan, stats))
-            with publisher.transaction():
-                converted = self._build(builder, images, plans, ingested, stats)
-                self._point(publisher, ref, images, converted)
-        finally:
-            self.cache.discard([p.blob for p in needed])
-        _log.info("image_converted", image=str(ref), layers_ingested=stats.layers_ingested)
-        return stats
-
-    def _build(
-        self,
-        builder: ImageBuilder,
-        images: list[ResolvedImage],
-        plans: list[list[LayerPlan]],
-        ingested: dict[Any, Any],
-        stats: BuildStats,
-    ) -> list[Converted]:
-        converted = []
-        for image, plan in zip(images, plans, strict=True):
-            builder.write_layer_metadata(image, plan, ingested)
-            flat = None if self.options.build.skip_flat else builder.build_flat(image, plan, stats)
-            converted.append(Converted(image, flat))
-        return converted
-
-    def _point(
-        self,
-        publisher: Publisher,
-        ref: Reference,
-        images: list[ResolvedImage],
-        converted: list[Converted],
-    ) -> None:
-        variant = self.options.multi_arch and any(i.index is not None for i in images)
-        podman = not self.options.skip_podman
-        write_pointers(Layout(publisher.root), ref, converted, variant=variant, podman=podman)
+        options = self.options
+        images = resolve(client, ref, platform=options.platform, multi_arch=options.multi_arch)
+        builder = ImageBuilder(publisher, client, self.cache, options.build)
+        job = ImageJob(publisher, builder, ref, images, options.multi_arch, options.skip_podman)
+        return job.run()
 
 
 def _by_repo(wishes: list[Wish]) -> dict[CvmfsRepo, list[Wish]]:

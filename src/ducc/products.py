@@ -115,11 +115,11 @@ class ImageBuilder:
                 return plan.index + 1
         return 0
 
-    def download(self, image: ResolvedImage, plans: list[LayerPlan]) -> int:
+    def download(self, repository: str, plans: list[LayerPlan]) -> int:
         descriptors = [p.descriptor for p in plans]
         return self.cache.fetch(
             self.client,
-            image.reference.repository,
+            repository,
             descriptors,
             concurrency=self.options.max_concurrent_downloads,
         )
@@ -172,7 +172,7 @@ class ImageBuilder:
             _log.warning("incomplete_flat_rebuilt", path=str(flat))
             remove_tree(flat)
         top = None if self.options.skip_chains else self._build_chains(plans, stats)
-        self._markers([self.layout.root / FLAT, flat.parent])
+        self._markers([flat.parent])  # `.flat/` itself: `top_markers`, outside a flat lease
         with staged(flat) as tmp:
             if top is not None:
                 clone_tree(top, tmp)
@@ -199,7 +199,7 @@ class ImageBuilder:
             chain = self.layout.chain_dir(plan.chain)
             if chain.exists() or chain.is_symlink():
                 remove_tree(chain)  # exists without its mark: incomplete, never trusted
-            self._markers([self.layout.root / CHAINS, chain.parent])
+            self._markers([chain.parent])
             with staged(chain) as tmp:
                 if plan.index > 0:
                     clone_tree(self.layout.chain_dir(plans[plan.index - 1].chain), tmp)
@@ -210,6 +210,12 @@ class ImageBuilder:
                 (tmp / CATALOG_MARKER).touch()
             stats.chains_built += 1
         return self.layout.chain_dir(plans[-1].chain) if plans else None
+
+    def top_markers(self) -> None:
+        """`.flat/.cvmfscatalog` and `.chains/.cvmfscatalog` where those trees exist."""
+        self._markers(
+            [d for d in (self.layout.root / FLAT, self.layout.root / CHAINS) if d.is_dir()]
+        )
 
     def _markers(self, directories: list[Path]) -> None:
         """`.cvmfscatalog` files so each product tree is its own nested catalog."""

@@ -28,6 +28,7 @@ class Publisher(Protocol):
     kind: str
     mount: Path  # the repository as a whole (`/cvmfs/<repo>` or the --root directory)
     root: Path  # where this recipe's images live: `mount`, or `mount/<subdir>`
+    leases: bool  # transactions take lease paths (CernVM-FS gateway)
 
     @property
     def publishes(self) -> int: ...

@@ -46,7 +46,7 @@ class CvmfsPublisher:
         self.records = TransactionRecords(state_dir)
         self.lock = Lock(state_dir / "locks" / f"{repo}.lock", f"repository {repo}")
         self.abort_stale = abort_stale
-        self.gateway = gateway
+        self.leases = gateway
 
     @property
     def publishes(self) -> int:
@@ -103,7 +103,7 @@ class CvmfsPublisher:
         self.server.abort(self.repo)
 
     def _lease_path(self, lease: str | None) -> str | None:
-        if not self.gateway:
+        if not self.leases:
             return None
         target = self.root / lease if lease else self.root
         rel = self._rel(target)

@@ -24,6 +24,7 @@ STAGING = re.compile(r"^\..+\.tmp-[A-Za-z0-9_]+$")
 
 class DirectoryPublisher:
     kind = "dir"
+    leases = False
 
     def __init__(self, mount: Path, subdir: str = "") -> None:
         self.mount = mount
