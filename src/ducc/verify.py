@@ -41,9 +41,10 @@ def verify(root: Path) -> VerifyReport:
     """Check the repository at `root` (the directory holding `.layers`, `.flat`, ...)."""
     report = VerifyReport()
     layout = Layout(root)
+    referenced: set[str] = set()
     for name, directory in recorded_images(root):
-        _check_image(layout, name, directory, report)
-    _check_shards(root / LAYERS, report, "layer", _layer_ok)
+        referenced |= _check_image(layout, name, directory, report)
+    _check_shards(root / LAYERS, report, "layer", _layer_ok, referenced)
     _check_shards(root / CHAINS, report, "chain", lambda p: (p / CATALOG_MARKER).is_file())
     _check_shards(root / FLAT, report, "flat tree", lambda p: (p / APPTAINER_MARK).is_dir())
     _check_podman(layout, report)
@@ -70,27 +71,32 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _check_image(layout: Layout, name: str, directory: Path, report: VerifyReport) -> None:
+def _check_image(layout: Layout, name: str, directory: Path, report: VerifyReport) -> set[str]:
+    """Check one recorded image; the layer directory names (hex) it references."""
     report.counts["image"] = report.counts.get("image", 0) + 1
     manifest = _read_json(directory / MANIFEST_FILE)
     config = _config_digest(manifest)
     if config is None:
         report.problems.append(f"{name}: manifest.json is unreadable or names no config")
-        return
+        return set()
     _check_index(name, directory, report)
+    layers = set()
     for layer in manifest.get("layers", []):
         blob = layer.get("digest") if isinstance(layer, dict) else None
         ok = isinstance(blob, str) and not digest_problem(blob)
         if not ok or not _layer_ok(layout.layer_dir(Digest.parse(str(blob)))):
             report.problems.append(f"{name}: layer {blob} is missing or incomplete")
+        elif isinstance(blob, str):
+            layers.add(blob.partition(":")[2])
     link = layout.root / name
     if not link.is_symlink():
         if (layout.flat_dir(config)).exists():
             report.problems.append(f"{name}: public path is missing")
-        return  # converted with --skip-flat
+        return layers  # converted with --skip-flat
     target = _resolve_public(layout, name, link)
     if target is None or not (target / APPTAINER_MARK).is_dir():
         report.problems.append(f"{name}: public path does not resolve to a complete flat tree")
+    return layers
 
 
 def _config_digest(manifest: Any) -> Digest | None:
@@ -140,8 +146,16 @@ def _layer_ok(path: Path) -> bool:
 
 
 def _check_shards(
-    top: Path, report: VerifyReport, what: str, complete: Callable[[Path], bool]
+    top: Path,
+    report: VerifyReport,
+    what: str,
+    complete: Callable[[Path], bool],
+    referenced: set[str] | None = None,
 ) -> None:
+    """Products must be named by their digest and complete. An incomplete product nothing
+    references (a layer ingested by a run interrupted before its image was published) is
+    only a warning: no client reaches it through a public path, and the next convert
+    completes it or gc removes it."""
     if not top.is_dir():
         return
     for shard in sorted(p for p in top.iterdir() if p.is_dir()):
@@ -153,7 +167,10 @@ def _check_shards(
             if product.name[:2] != shard.name or digest_problem(f"sha256:{product.name}"):
                 report.problems.append(f"{what} {product} is not named by a digest in its shard")
             elif not complete(product):
-                report.problems.append(f"{what} {product} is incomplete")
+                if referenced is not None and product.name not in referenced:
+                    report.warnings.append(f"unreferenced {what} {product} is incomplete")
+                else:
+                    report.problems.append(f"{what} {product} is incomplete")
 
 
 def _check_podman(layout: Layout, report: VerifyReport) -> None:
