@@ -7,6 +7,7 @@ a symlink it finds at the name it manages; such an entry is replaced, not writte
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import stat
@@ -108,3 +109,19 @@ def tree_size(root: Path) -> int:
                 elif entry.is_file(follow_symlinks=False):
                     total += entry.stat(follow_symlinks=False).st_size
     return total
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def exchange(first: Path, second: Path) -> None:
+    """Swap two paths atomically (renameat2 RENAME_EXCHANGE): a reader sees one or the other,
+    never neither. Raises OSError where the file system cannot do it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    result = libc.renameat2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), os.fspath(first), None, os.fspath(second))

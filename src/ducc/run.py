@@ -40,6 +40,7 @@ def run(
             env=dict(env) if env is not None else None,
             timeout=timeout,
             check=False,
+            start_new_session=True,  # a terminal's Ctrl-C reaches ducc, which decides
         )
     except FileNotFoundError:
         raise CommandFailed(command_line(argv), 127, f"{argv[0]}: command not found") from None
@@ -70,6 +71,7 @@ def run_feeding(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
+            start_new_session=True,
         )
     except FileNotFoundError:
         raise CommandFailed(command_line(argv), 127, f"{argv[0]}: command not found") from None

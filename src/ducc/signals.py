@@ -1,7 +1,8 @@
 """SIGINT and SIGTERM become an `Interrupted` error, raised where it is safe.
 
-Inside `deferred()` (a publish in progress) a signal is only noted and raised when the
-block ends, so a transaction is finished or aborted, never left half-way. A second signal
+Inside `shielded()` (opening, publishing or aborting a transaction) a signal is only
+noted; the code that holds the shield calls `check()` once it has reached a consistent
+state, so a transaction is finished or aborted, never left in doubt. A second signal
 while cleaning up is noted, not raised again.
 """
 
@@ -48,14 +49,13 @@ class Interrupts:
                 signal.signal(signum, handler)
 
     @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        """Hold signals back while the block runs; raise `Interrupted` after it if one came."""
+    def shielded(self) -> Iterator[None]:
+        """Hold signals back while the block runs; the caller decides when to `check()`."""
         self._depth += 1
         try:
             yield
         finally:
             self._depth -= 1
-        self.check()
 
     def check(self) -> None:
         """Raise `Interrupted` if a signal arrived and has not been raised yet."""

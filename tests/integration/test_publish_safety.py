@@ -163,24 +163,27 @@ def test_sigterm_finishes_or_aborts_the_transaction_and_exits_130(
     setup: tuple[FakeCvmfs, Path, list[str]],
 ) -> None:
     fake, recipe, args = setup
-    env = {**os.environ, "FAKE_CVMFS_SLOW_PUBLISH": "2"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ducc", "convert", str(recipe), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not any(c.verb == "publish" for c in fake.calls()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # inside the slow publish
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err
-    assert not in_transaction(fake)
-    assert ducc("verify", fake.root).code == 0
+    env = {**os.environ, "FAKE_CVMFS_SLOW_PUBLISH": "1"}
+    rng = random.Random(7)  # noqa: S311 - signal moments, not secrets
+    codes = []
+    for _ in range(5):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ducc", "convert", str(recipe), *args, "-g", "-f"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(rng.uniform(0.4, 2.5))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        codes.append(proc.returncode)
+        assert proc.returncode in (0, 130), err
+        if proc.returncode == 130:
+            assert "interrupted" in err
+        assert not in_transaction(fake), err
+        assert ducc("verify", fake.root).code == 0
+    assert 130 in codes
     assert convert(recipe, args).code == 0
 
 

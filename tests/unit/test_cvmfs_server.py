@@ -108,3 +108,9 @@ def test_list_is_matched_exactly_not_as_substring() -> None:
     assert not repos["unpacked.cern.ch"].in_transaction
     assert repos["test.unpacked.cern.ch"].in_transaction
     assert "cern.ch" not in repos
+
+
+def test_ingest_replacing_a_tree_deletes_it_in_the_same_call() -> None:
+    argv = ingest_tar_argv("r.ch", ".layers/ab/abcd/layerfs", delete=[".layers/ab/abcd/layerfs"])
+    assert argv[:4] == ["cvmfs_server", "ingest", "--delete", ".layers/ab/abcd/layerfs"]
+    assert argv[-3:] == ["-b", ".layers/ab/abcd/layerfs", "r.ch"]

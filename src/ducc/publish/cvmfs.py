@@ -114,21 +114,24 @@ class CvmfsPublisher:
         path = self._lease_path(lease)
         self.records.write(TransactionRecord.mine(self.repo, path))
         try:
-            self.server.open(self.repo, path)
+            with INTERRUPTS.shielded():  # a signal must not leave us unsure whether it opened
+                self.server.open(self.repo, path)
         except BaseException:
             self.records.remove(self.repo, path)
             raise
         try:
+            INTERRUPTS.check()
             yield
-            with INTERRUPTS.deferred():
+            with INTERRUPTS.shielded():
                 self.server.publish(self.repo, path)
         except BaseException:
             self._abort_own(path)
             raise
         self.records.remove(self.repo, path)
+        INTERRUPTS.check()  # a signal during the publish: it is complete, now stop
 
     def _abort_own(self, path: str | None) -> None:
-        with INTERRUPTS.deferred():
+        with INTERRUPTS.shielded():
             try:
                 self.server.abort(self.repo, path)
             except DuccError as exc:
@@ -137,8 +140,13 @@ class CvmfsPublisher:
         self.records.remove(self.repo, path)
 
     def ingest_layer(self, layerfs: Path, layer: LayerOpener) -> LayerDigests:
-        if layerfs.exists():  # left by a run that died before writing the layer's metadata
-            self.server.ingest_delete(self.repo, [self._rel(layerfs)])
+        """One ingest; an existing tree (`--overwrite-layers`, or left by a run that died
+        before the layer's metadata) is deleted in the same transaction, so a layer images
+        use never goes missing. A gateway refuses that combination: there it takes two."""
+        replace = [self._rel(layerfs)] if layerfs.exists() else []
+        if replace and self.leases:
+            self.server.ingest_delete(self.repo, replace)
+            replace = []
         measured: list[LayerDigests] = []
 
         def feed(stdin: IO[bytes]) -> None:
@@ -147,7 +155,7 @@ class CvmfsPublisher:
 
         self.records.write(TransactionRecord.mine(self.repo, None, kind="ingest"))
         try:
-            self.server.ingest_tar(self.repo, self._rel(layerfs), feed)
+            self.server.ingest_tar(self.repo, self._rel(layerfs), feed, delete=replace)
         except BaseException:
             self._clean_failed_ingest()
             raise
@@ -156,7 +164,7 @@ class CvmfsPublisher:
 
     def _clean_failed_ingest(self) -> None:
         """A failed ingest may leave the repository in the transaction it opened: ours."""
-        with INTERRUPTS.deferred():
+        with INTERRUPTS.shielded():
             try:
                 status = self.server.repositories().get(self.repo)
                 if status is not None and status.in_transaction:

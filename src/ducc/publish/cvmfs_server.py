@@ -54,9 +54,13 @@ def ingest_tar_argv(
     *,
     catalog: bool = True,
     tolerate_missing_hardlinks: bool = False,
+    delete: Sequence[str] = (),
     executable: str = EXECUTABLE,
 ) -> list[str]:
+    """A tar on stdin into `base_dir`; `delete` paths go first, in the same transaction."""
     argv = [executable, "ingest"]
+    for path in delete:
+        argv += ["--delete", path.strip("/")]
     if catalog:
         argv.append("--catalog")
     argv += ["-t", "-", "-b", base_dir.strip("/")]
@@ -138,11 +142,13 @@ class CvmfsServer:
         feed: Callable[[IO[bytes]], None],
         *,
         tolerate_missing_hardlinks: bool = False,
+        delete: Sequence[str] = (),
     ) -> None:
         argv = ingest_tar_argv(
             repo,
             base_dir,
             tolerate_missing_hardlinks=tolerate_missing_hardlinks,
+            delete=delete,
             executable=self.executable,
         )
         run_feeding(argv, feed)

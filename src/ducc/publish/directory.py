@@ -6,11 +6,14 @@ so a reader never sees half of one; one ducc at a time holds the directory's loc
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ducc import log
+from ducc.files import exchange
 from ducc.layers.apply import ApplyMode, apply_layer
 from ducc.layers.stage import remove_tree, staged
 from ducc.layers.stream import LayerDigests
@@ -70,11 +73,21 @@ class DirectoryPublisher:
         self._publishes += 1
 
     def ingest_layer(self, layerfs: Path, layer: LayerOpener) -> LayerDigests:
-        if layerfs.exists() or layerfs.is_symlink():
-            remove_tree(layerfs)
-        with staged(layerfs) as tmp:
+        """Stage the literal layer; over an existing one (`--overwrite-layers`, or a run that
+        died before the layer's metadata), swap it in atomically, so that a layer images
+        already use is never missing, not even for a moment."""
+        existing = os.path.lexists(layerfs)
+        target = (
+            layerfs.with_name(f".{layerfs.name}.tmp-new{secrets.token_hex(4)}")
+            if existing
+            else layerfs
+        )
+        with staged(target) as tmp:
             stats = apply_layer(tmp, layer.open(), mode=ApplyMode.LITERAL, name=layer.name)
             (tmp / CATALOG_MARKER).touch()
+        if existing:
+            exchange(target, layerfs)
+            remove_tree(target)  # now the old tree
         self._ingests += 1
         return stats.digests
 
