@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,14 @@ import pytest
 from tests.fakes.fixture import FakeCvmfs
 from tests.support.ducc import Run, app_image, app_layer, base_layer, ducc, unique, write_recipe
 from tests.support.images import Image, Index, file, make_image, make_index, make_layer
+from tests.support.podman import (
+    PODMAN,
+    RUNC,
+    podman_configs,
+    read_only_view,
+    run_podman,
+    unmount_below,
+)
 from tests.support.registry import LocalRegistry
 
 pytestmark = pytest.mark.integration
@@ -231,3 +241,31 @@ def test_sharding_splits_images_between_publishers(
     assert set(first).isdisjoint(second)
     assert set(first) | set(second) == set(refs)
     assert set(first.values()) == set(second.values()) == {"added"}
+
+
+@pytest.mark.root
+@pytest.mark.skipif(PODMAN is None, reason="podman is not installed")
+def test_podman_lists_and_runs_converted_images(registry: LocalRegistry, tmp_path: Path) -> None:
+    name = unique("podman")
+    pusher = registry.pusher()
+    pusher.image(f"{name}/app", "1", app_image("from podman"))
+    pusher.image(f"{name}/app", "2", app_image("second"))
+    refs = [f"{registry.url}/{name}/app:1", f"{registry.url}/{name}/app:2"]
+    root = tmp_path / "repo"
+    recipe = write_recipe(tmp_path / "r.yaml", "local.test", refs)
+    run = ducc(
+        "convert", recipe, "--publisher", "dir", "--root", root, "--state-dir", tmp_path / "s"
+    )
+    assert run.code == 0, run.stderr
+    work = Path(tempfile.mkdtemp(prefix="ducc-podman-"))  # podman stalls under long paths
+    try:
+        view = read_only_view(root, work / "cvmfs")
+        env = podman_configs(work, view / "podmanStore")
+        listed = run_podman(work, env, "images", "--format", "{{.Repository}}:{{.Tag}}")
+        assert set(listed.stdout.split()) == {r.split("://", 1)[1] for r in refs}, listed.stderr
+        if RUNC is not None:
+            ran = run_podman(work, env, "run", "--rm", "--network", "none", refs[0].split("://")[1])
+            assert ran.stdout == "from podman", ran.stderr
+    finally:
+        unmount_below(work)
+        shutil.rmtree(work)
