@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from ducc.recipe import CvmfsRepo, Wish, Wishlist
 from ducc.reference import Reference
 from ducc.registry.client import Registries
 from ducc.registry.manifests import resolve
+from ducc.state import Conversion, State
 
 _log = log.get("convert")
 
@@ -71,6 +72,7 @@ class ImageResult:
     bytes_downloaded: int = 0
     layers_ingested: int = 0
     dry_run: bool = False
+    converted: bool = False  # a conversion was attempted (its result is in `outcome`)
 
 
 @dataclass(slots=True)
@@ -124,16 +126,22 @@ class Converter:
         publisher_for: PublisherFactory,
         cache_dir: Path,
         options: ConvertOptions,
+        state: State | None = None,
     ) -> None:
         self.registries = registries
         self.publisher_for = publisher_for
         self.cache = BlobCache(cache_dir)
         self.options = options
+        self.state = state
 
     def run(self, wishlist: Wishlist) -> ConvertReport:
+        """Expand and process every wish of every recipe, repository by repository."""
         report = ConvertReport()
-        for repo, wishes in _by_repo(wishlist.wishes).items():
-            self._repo(repo, wishes, report)
+        for repo, wishes in by_repo(wishlist.wishes).items():
+            targets, failures = self.expand(wishes)
+            self._record(failures)
+            report.results += failures
+            self.process(repo, targets, report)
         if not report.failures:
             METRICS.set("ducc_last_success_timestamp_seconds", time.time())
         return report
@@ -154,19 +162,51 @@ class Converter:
             ]
         return targets, failures
 
-    def _repo(self, repo: CvmfsRepo, wishes: list[Wish], report: ConvertReport) -> None:
+    def process(self, repo: CvmfsRepo, targets: list[Target], report: ConvertReport) -> None:
+        """Poll `targets` of one repository and convert what needs it, holding the repository."""
         publisher = self.publisher_for(repo)
-        targets, failures = self.expand(wishes)
-        report.results += failures
         layout = Layout(publisher.root)
         if self.options.dry_run:
             report.results += [self._preview(layout, t, r) for t, r in self._poll(layout, targets)]
             return
         with publisher.session(wait=self.options.wait):
-            for target, result in self._poll(layout, targets):
-                report.results.append(self._handle(publisher, layout, target, result))
+            for target, polled in self._poll(layout, targets):
+                result = self._handle(publisher, layout, target, polled)
+                self._record([result])
+                report.results.append(result)
         report.publishes += publisher.publishes
         report.ingests += publisher.ingests
+        METRICS.inc("ducc_publishes_total", publisher.publishes)
+
+    def _record(self, results: list[ImageResult]) -> None:
+        """Store what each check found, and the conversions, in the local state."""
+        if self.state is None:
+            return
+        now = time.time()
+        for r in results:
+            self.state.record_check(
+                r.cvmfs_repo,
+                r.image,
+                wish=r.wish,
+                status=r.outcome.value,
+                digest=r.digest,
+                error=r.error,
+                now=now,
+                next_check=None,
+            )
+            if r.converted:
+                self.state.record_conversion(
+                    Conversion(
+                        r.cvmfs_repo,
+                        r.image,
+                        now - r.seconds,
+                        now,
+                        r.outcome.value,
+                        r.digest,
+                        r.bytes_downloaded,
+                        r.error,
+                    )
+                )
 
     def _poll(self, layout: Layout, targets: list[Target]) -> list[tuple[Target, PollResult]]:
         refs = [t.reference for t in targets]
@@ -206,12 +246,14 @@ class Converter:
             raise
         except (DuccError, OSError) as exc:
             METRICS.inc("ducc_conversions_total", result="failed")
-            return _failure(target.wish, str(target.reference), exc, result)
+            failure = _failure(target.wish, str(target.reference), exc, result)
+            return replace(failure, converted=True, seconds=time.monotonic() - started)
         METRICS.inc("ducc_conversions_total", result=outcome.value)
         return _result(
             target,
             result,
             outcome,
+            converted=True,
             seconds=time.monotonic() - started,
             bytes_downloaded=stats.bytes_downloaded,
             layers_ingested=stats.layers_ingested,
@@ -227,7 +269,7 @@ class Converter:
         return job.run()
 
 
-def _by_repo(wishes: list[Wish]) -> dict[CvmfsRepo, list[Wish]]:
+def by_repo(wishes: list[Wish]) -> dict[CvmfsRepo, list[Wish]]:
     groups: dict[CvmfsRepo, list[Wish]] = {}
     for wish in wishes:
         groups.setdefault(wish.cvmfs_repo, []).append(wish)

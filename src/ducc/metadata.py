@@ -21,6 +21,7 @@ from ducc.reference import Reference
 
 MANIFEST_FILE = "manifest.json"
 INDEX_FILE = "index.json"
+CONFIG_FILE = "config.json"
 LAYERS_FILE = "layers.json"
 ORIGIN_FILE = "origin.json"
 
@@ -59,8 +60,13 @@ def recorded_config(layout: Layout, ref: Reference) -> str | None:
     return digest if isinstance(digest, str) else None
 
 
-def write_image_metadata(directory: Path, manifest: bytes, index: bytes | None) -> None:
-    """Record a published image: the manifest, and the index it was selected from."""
+def write_image_metadata(
+    directory: Path, manifest: bytes, index: bytes | None, config: bytes | None = None
+) -> None:
+    """Record a published image: its config (so gc knows its chains), the manifest, and the
+    index it was selected from. The manifest is written after the config: it is the record."""
+    if config is not None:
+        write_atomic(directory / CONFIG_FILE, config)
     write_atomic(directory / MANIFEST_FILE, manifest)
     if index is None:
         (directory / INDEX_FILE).unlink(missing_ok=True)

@@ -55,9 +55,11 @@ def write_pointers(
         for item in converted:
             label = item.image.platform.label
             directory = layout.root / METADATA / MULTIARCH / label / ref.simple_name
-            write_image_metadata(directory, item.image.manifest.raw, None)
+            write_image_metadata(directory, item.image.manifest.raw, None, item.image.config.raw)
     index = main.image.index.raw if main.image.index is not None else None
-    write_image_metadata(layout.metadata_dir(ref), main.image.manifest.raw, index)
+    write_image_metadata(
+        layout.metadata_dir(ref), main.image.manifest.raw, index, main.image.config.raw
+    )
 
 
 def _add_to_podman(layout: Layout, ref: Reference, image: ResolvedImage, flat: Path) -> None:

@@ -187,7 +187,7 @@ class ImageBuilder:
                 cmd=config.cmd,
                 working_dir=config.working_dir,
             )
-            (tmp / CATALOG_MARKER).touch()
+            _new_marker(tmp)
         stats.flat_built = True
         _log.info("flat_built", image=str(image.reference), path=str(flat))
         return flat
@@ -203,11 +203,10 @@ class ImageBuilder:
             with staged(chain) as tmp:
                 if plan.index > 0:
                     clone_tree(self.layout.chain_dir(plans[plan.index - 1].chain), tmp)
-                    (tmp / CATALOG_MARKER).unlink(missing_ok=True)
                 apply_layer(
                     tmp, self.opener(plan).open(), mode=ApplyMode.CHANGESET, name=str(plan.blob)
                 )
-                (tmp / CATALOG_MARKER).touch()
+                _new_marker(tmp)
             stats.chains_built += 1
         return self.layout.chain_dir(plans[-1].chain) if plans else None
 
@@ -224,3 +223,11 @@ class ImageBuilder:
             if not marker.exists():
                 directory.mkdir(parents=True, exist_ok=True)
                 marker.touch()
+
+
+def _new_marker(tree: Path) -> None:
+    """A fresh `.cvmfscatalog` in `tree`: its mtime says when the product was made (gc's
+    grace period), and a clone's marker is a shared inode that must not be touched."""
+    marker = tree / CATALOG_MARKER
+    marker.unlink(missing_ok=True)
+    marker.touch()

@@ -1,0 +1,169 @@
+"""Operations on a published repository: status, gc, prune, delete-image."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ducc.cli.common import open_registries, warn
+from ducc.cli.group import alias, cli
+from ducc.cli.options import publisher_options, publisher_settings, state_dir_of
+from ducc.convert import by_repo
+from ducc.errors import ExitCode, InputError
+from ducc.gc import collect_garbage
+from ducc.layout import Layout
+from ducc.recipe import CvmfsRepo, cvmfs_repo_problem, load_wishlist
+from ducc.reference import parse_reference
+from ducc.signals import INTERRUPTS
+from ducc.state import State
+from ducc.units import human_bytes, parse_duration
+from ducc.unpublish import delete_image, plan_prune, prune
+
+
+def _repo(text: str) -> CvmfsRepo:
+    problem = cvmfs_repo_problem(text)
+    if problem:
+        raise InputError(f"repository: {problem}")
+    name, _, subdir = text.partition("/")
+    return CvmfsRepo(name, subdir)
+
+
+def _age(when: float | None, now: float) -> str:
+    if when is None:
+        return "-"
+    seconds = now - when
+    if abs(seconds) < 120:
+        return f"{seconds:.0f}s" if seconds >= 0 else f"in {-seconds:.0f}s"
+    minutes = seconds / 60
+    text = f"{minutes:.0f}m" if abs(minutes) < 120 else f"{minutes / 60:.1f}h"
+    return text if seconds >= 0 else f"in {text.lstrip('-')}"
+
+
+@cli.command()
+@click.option(
+    "--state-dir", type=click.Path(file_okay=False, path_type=Path), help="ducc's local state."
+)
+@click.option("--history", default=10, show_default=True, help="Recent conversions to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print images and history as JSON.")
+def status(state_dir: Path | None, history: int, as_json: bool) -> None:
+    """Show every image ducc keeps in step: last digest, check, success, error, next check."""
+    state = State(state_dir_of({"state_dir": state_dir}))
+    images, conversions = state.images(), state.conversions(history)
+    state.close()
+    if as_json:
+        doc = {
+            "images": [asdict(i) for i in images],
+            "conversions": [asdict(c) for c in conversions],
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    now = time.time()
+    header = f"{'STATUS':<10} {'CHECKED':>8} {'SUCCESS':>8} {'NEXT':>9} {'FAIL':>4}  IMAGE"
+    click.echo(header)
+    for i in images:
+        digest = (i.digest or "")[7:19]
+        click.echo(
+            f"{i.status:<10} {_age(i.last_check, now):>8} {_age(i.last_success, now):>8} "
+            f"{_age(i.next_check, now):>9} {i.failures:>4}  {i.image} {digest}"
+        )
+        if i.last_error:
+            click.echo(f"{'':>44}error: {i.last_error}")
+    if conversions:
+        click.echo("\nrecent conversions:")
+    for c in conversions:
+        click.echo(
+            f"  {c.result:<9} {c.duration:7.1f}s {human_bytes(c.bytes):>10}  {c.image}"
+            + (f": {c.error}" if c.error else "")
+        )
+
+
+@cli.command()
+@click.argument("repository")
+@publisher_options
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@click.option("--grace-period", default="7d", show_default=True, help="Keep younger products.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def gc(repository: str, dry_run: bool, grace_period: str, as_json: bool, **kw: Any) -> None:
+    """Remove flat trees, chains, layers and podman entries no published image reaches.
+
+    REPOSITORY is the cvmfs_repo (`repo` or `repo/subdir`).
+    """
+    grace = parse_duration(grace_period)
+    publisher = publisher_settings(kw, quiet=True).make(_repo(repository))
+    with INTERRUPTS.installed():
+        report = collect_garbage(publisher, grace=grace, dry_run=dry_run, wait=True)
+    if as_json:
+        click.echo(json.dumps(asdict(report), indent=2))
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {len(report.removed)} products and {len(report.podman_images)} podman "
+        f"entries; {report.reachable} reachable, {len(report.young)} kept by the grace period"
+    )
+    for path in report.removed:
+        click.echo(f"  {path}")
+
+
+@cli.command("prune")
+@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@publisher_options
+@click.option("--dry-run", is_flag=True, help="List what would be unpublished.")
+def prune_command(recipes: tuple[str, ...], dry_run: bool, **kw: Any) -> int:
+    """Unpublish images the RECIPES no longer wish for, or whose tag left the registry.
+
+    Their data stays for `ducc gc`. A wish whose registry cannot be reached keeps its images.
+    """
+    wishlist = load_wishlist(list(recipes))
+    warn(wishlist.warnings)
+    settings = publisher_settings(kw, quiet=True)
+    with INTERRUPTS.installed(), open_registries() as registries:
+        for repo, wishes in by_repo(wishlist.wishes).items():
+            publisher = settings.make(repo)
+            with publisher.session(wait=kw["wait"]):
+                plan = plan_prune(Layout(publisher.root), wishes, registries)
+                prune(publisher, plan, dry_run=dry_run)
+            verb = "would unpublish" if dry_run else "unpublished"
+            click.echo(f"{repo}: {verb} {len(plan.remove)} images")
+            for name in plan.remove:
+                click.echo(f"  {name}")
+            for name in plan.kept_unsure:
+                click.echo(f"  kept (registry unreachable): {name}")
+    return ExitCode.OK
+
+
+@cli.command("delete-image")
+@click.argument("args", nargs=-1, required=True)
+@click.option("--repo", "repository", help="The cvmfs_repo holding the image.")
+@publisher_options
+@click.option("--dry-run", is_flag=True, help="Say whether it is published; change nothing.")
+def delete_image_command(
+    args: tuple[str, ...], repository: str | None, dry_run: bool, **kw: Any
+) -> int:
+    """Unpublish one image: `delete-image --repo REPO IMAGE` or DUCC's `delete-image REPO IMAGE`.
+
+    The data stays for `ducc gc`.
+    """
+    if len(args) == 2 and repository is None:
+        repository, image = args
+    elif len(args) == 1 and repository is not None:
+        (image,) = args
+    else:
+        raise click.UsageError("give IMAGE with --repo REPO, or REPO IMAGE")
+    ref = parse_reference(image)
+    publisher = publisher_settings(kw, quiet=True).make(_repo(repository))
+    with INTERRUPTS.installed(), publisher.session(wait=kw["wait"]):
+        found = delete_image(publisher, ref.simple_name, dry_run=dry_run)
+    if not found:
+        click.echo(f"{ref.simple_name} is not published in {repository}", err=True)
+        return ExitCode.FAILED
+    click.echo(f"{'would unpublish' if dry_run else 'unpublished'} {ref.simple_name}")
+    return ExitCode.OK
+
+
+alias("garbage-collection", "gc")
+alias("prune-images", "prune")

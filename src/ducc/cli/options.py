@@ -1,0 +1,175 @@
+"""Options shared by the commands that publish, and the settings built from them."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ducc import log
+from ducc.cli.common import open_registries, platform_option
+from ducc.convert import Converter, ConvertOptions
+from ducc.errors import InputError
+from ducc.layers import Limits
+from ducc.products import BuildOptions
+from ducc.publish.factory import PublisherKind, PublisherSettings, default_kind
+from ducc.state import State, default_state_dir
+
+F = TypeVar("F", bound=Callable[..., Any])
+_log = log.get("cli")
+
+
+def _apply(func: F, options: list[Callable[[F], F]]) -> F:
+    return functools.reduce(lambda f, option: option(f), reversed(options), func)
+
+
+def publisher_options(func: F) -> F:
+    """Where and how to publish (every command that writes into a repository)."""
+    return _apply(
+        func,
+        [
+            click.option(
+                "--publisher",
+                type=click.Choice([k.value for k in PublisherKind]),
+                help="cvmfs (default where cvmfs_server is on PATH) or dir.",
+            ),
+            click.option(
+                "--root",
+                type=click.Path(file_okay=False, path_type=Path),
+                help="The dir publisher's repository root [./ducc-repos/<cvmfs_repo>].",
+            ),
+            click.option(
+                "--cvmfs-prefix",
+                type=click.Path(file_okay=False, path_type=Path),
+                default=Path("/cvmfs"),
+                show_default=True,
+                help="Where CernVM-FS repositories are mounted.",
+            ),
+            click.option(
+                "--state-dir",
+                type=click.Path(file_okay=False, path_type=Path),
+                help="ducc's local state [/var/lib/ducc as root, else ~/.local/state/ducc].",
+            ),
+            click.option(
+                "--abort-stale",
+                is_flag=True,
+                help="Abort a transaction found open even if ducc did not open it.",
+            ),
+            click.option(
+                "--gateway",
+                is_flag=True,
+                help="Scope transactions to lease paths (CernVM-FS repository gateway).",
+            ),
+            click.option("--wait", is_flag=True, help="Wait for another ducc instead of exiting."),
+        ],
+    )
+
+
+def conversion_options(func: F) -> F:
+    """What to build (convert, convert-single-image, loop); DUCC's names where it has them."""
+    return _apply(
+        func,
+        [
+            click.option(
+                "-s", "--skip-flat", is_flag=True, help="No flat root filesystem (layers only)."
+            ),
+            click.option("-p", "--skip-podman", is_flag=True, help="No podman store entry."),
+            click.option("--skip-chains", is_flag=True, help="Build flat trees without chains."),
+            click.option(
+                "-m", "--multi-arch", is_flag=True, help="Convert every platform of an index."
+            ),
+            click.option(
+                "--platform",
+                callback=platform_option,
+                metavar="OS/ARCH[/VARIANT]",
+                help="The platform taken from an index (default linux/amd64).",
+            ),
+            click.option(
+                "-g", "--convert-again", is_flag=True, help="Convert unchanged images too."
+            ),
+            click.option("-f", "--overwrite-layers", is_flag=True, help="Ingest layers again."),
+            click.option(
+                "--max-concurrent-downloads",
+                type=click.IntRange(1, 64),
+                envvar="DUCC_MAX_CONCURRENT_DOWNLOADS",
+                default=4,
+                show_default=True,
+            ),
+            click.option("--shard", metavar="I/N", help="Convert only shard I of N (0-based)."),
+            click.option(
+                "--downloads-dir",
+                type=click.Path(file_okay=False, path_type=Path),
+                help="Where blobs are kept during a conversion [<state-dir>/downloads].",
+            ),
+            click.option(
+                "-i",
+                "--skip-thin-image",
+                is_flag=True,
+                hidden=True,
+                help="Accepted for DUCC compatibility; ducc never builds thin images.",
+            ),
+        ],
+    )
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit() or not 0 <= int(index) < int(count):
+        raise InputError(f"bad --shard {text!r}: use I/N with 0 <= I < N, e.g. 0/4")
+    return int(index), int(count)
+
+
+def state_dir_of(kw: dict[str, Any]) -> Path:
+    path: Path = kw["state_dir"] or default_state_dir()
+    return path
+
+
+def publisher_settings(kw: dict[str, Any], *, quiet: bool = False) -> PublisherSettings:
+    kind = PublisherKind(kw["publisher"]) if kw["publisher"] else default_kind()
+    if kw["publisher"] is None:
+        reason = (
+            "cvmfs_server found on PATH"
+            if kind == PublisherKind.CVMFS
+            else "no cvmfs_server on PATH: publishing into a plain directory"
+        )
+        _log.info("publisher_chosen", publisher=kind.value, reason=reason)
+        if kind == PublisherKind.DIR and not quiet:
+            click.echo("publishing into a directory (no cvmfs_server on PATH)", err=True)
+    return PublisherSettings(
+        kind=kind,
+        state_dir=state_dir_of(kw),
+        root=kw["root"],
+        cvmfs_prefix=kw["cvmfs_prefix"],
+        abort_stale=kw["abort_stale"],
+        gateway=kw["gateway"],
+    )
+
+
+def build_converter(kw: dict[str, Any], *, dry_run: bool = False) -> Converter:
+    """A converter from the shared options (the CLI's one place for settings)."""
+    settings = publisher_settings(kw, quiet=dry_run)
+    build = BuildOptions(
+        skip_flat=kw["skip_flat"],
+        skip_chains=kw["skip_chains"] or kw["gateway"],
+        overwrite_layers=kw["overwrite_layers"],
+        max_concurrent_downloads=kw["max_concurrent_downloads"],
+        limits=Limits(),
+    )
+    options = ConvertOptions(
+        build=build,
+        multi_arch=kw["multi_arch"],
+        platform=kw["platform"],
+        convert_again=kw["convert_again"],
+        skip_podman=kw["skip_podman"] or kw["skip_flat"],
+        dry_run=dry_run,
+        shard=parse_shard(kw["shard"]),
+        wait=kw["wait"],
+    )
+    downloads = kw["downloads_dir"] or settings.state_dir / "downloads"
+    state = None if dry_run else State(settings.state_dir)
+    return Converter(open_registries(), settings.make, downloads, options, state)
