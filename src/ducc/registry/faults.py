@@ -39,7 +39,7 @@ def error_from_response(
     status = response.status_code
     code, message = _error_body(response) if method != "HEAD" else (None, "")
     text = f"{registry}: {method} {shown}: HTTP {status}" + (f" {code}" if code else "")
-    text += f": {message}" if message else ""
+    text += f": {message}" if message else _REASONS.get(status, "")
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     error: RegistryError
     if status == 429 or code == "TOOMANYREQUESTS":
@@ -57,6 +57,13 @@ def error_from_response(
     return error
 
 
+# What a bare status means (a HEAD answer has no body to explain itself).
+_REASONS = {
+    401: ": authentication required",
+    403: ": access denied",
+    404: ": not found (no such repository, tag or digest)",
+    429: ": too many requests",
+}
 _RATE_HINT = "the registry limits requests; ducc retried with backoff; try again later"
 _AUTH_HINT = (
     "the image may be private or not exist; provide credentials in auth.json, "
