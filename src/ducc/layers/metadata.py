@@ -17,6 +17,7 @@ from ducc import log
 
 XATTR_PREFIX = "SCHILY.xattr."
 _NS_MAX = (1 << 63) - 1
+_SECONDS_MAX = _NS_MAX // 1_000_000_000
 
 
 def xattr_allowed(name: str) -> bool:
@@ -49,6 +50,9 @@ def parse_ns(text: str) -> int:
 def times_of(info: tarfile.TarInfo) -> tuple[int, int]:
     """(atime, mtime) in nanoseconds; PAX text is parsed exactly, atime defaults to mtime."""
     pax = info.pax_headers
+    if not pax and isinstance(info.mtime, int) and 0 <= info.mtime < _SECONDS_MAX:
+        mtime = info.mtime * 1_000_000_000  # the common case: whole seconds, no PAX
+        return mtime, mtime
     try:
         mtime = parse_ns(pax["mtime"]) if "mtime" in pax else int(info.mtime * 1_000_000_000)
         atime = parse_ns(pax["atime"]) if "atime" in pax else mtime

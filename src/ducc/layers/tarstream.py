@@ -52,6 +52,7 @@ _KINDS = {
     tarfile.BLKTYPE: Kind.BLOCK,
     tarfile.FIFOTYPE: Kind.FIFO,
 }
+_DEVICES = (tarfile.CHRTYPE, tarfile.BLKTYPE)
 _EXTENSIONS = (
     tarfile.XHDTYPE,
     tarfile.XGLTYPE,
@@ -84,15 +85,13 @@ class _Refused(Exception):
 
 # The fixed fields of a ustar/GNU header block (POSIX.1-1988 ustar layout).
 _FIELDS = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s")
+_NUMBERS = struct.Struct("100x8s8s8s12s12s8s")  # mode uid gid size mtime chksum
+_DEVICE = struct.Struct("329x8s8s")  # devmajor devminor
 _CHECKSUM = slice(148, 156)
 
 
-def _octal(field: bytes) -> int:
-    return int(field.split(b"\0", 1)[0] or b"0", 8)
-
-
 def _text(field: bytes, encoding: str, errors: str) -> str:
-    return field.split(b"\0", 1)[0].decode(encoding, errors)
+    return field.partition(b"\0")[0].decode(encoding, errors)
 
 
 class _Header(tarfile.TarInfo):
@@ -106,17 +105,23 @@ class _Header(tarfile.TarInfo):
     def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _Header:
         if len(buf) != BLOCK or buf[156:157] == tarfile.GNUTYPE_SPARSE:
             return super().frombuf(buf, encoding, errors)
-        fields = _FIELDS.unpack_from(buf)
-        try:
-            numbers = [_octal(fields[i]) for i in (1, 2, 3, 4, 5, 6, 13, 14)]
+        try:  # octal up to the first NUL, as tarfile's nti()
+            numbers = [int(f.partition(b"\0")[0] or b"0", 8) for f in _NUMBERS.unpack_from(buf)]
         except ValueError:  # base-256 or garbage: tarfile's parser decides
             return super().frombuf(buf, encoding, errors)
         if numbers[5] != 256 + sum(buf) - sum(buf[_CHECKSUM]):
             return super().frombuf(buf, encoding, errors)
+        fields = _FIELDS.unpack_from(buf)
         header = cls(_text(fields[0], encoding, errors))
-        header.mode, header.uid, header.gid, header.size, header.mtime = numbers[:5]
-        header.chksum, header.devmajor, header.devminor = numbers[5:]
+        header.mode, header.uid, header.gid, header.size, header.mtime, header.chksum = numbers
         header.type = fields[7]
+        if header.type in _DEVICES:
+            try:
+                header.devmajor, header.devminor = (
+                    int(f.partition(b"\0")[0] or b"0", 8) for f in _DEVICE.unpack_from(buf)
+                )
+            except ValueError:
+                return super().frombuf(buf, encoding, errors)
         header.linkname, header.uname, header.gname = (
             _text(fields[i], encoding, errors) for i in (8, 11, 12)
         )
@@ -328,8 +333,9 @@ class TarReader:
         return total
 
     def _skip_rest(self) -> None:
-        for _ in self.chunks():
-            pass
+        if self._left:
+            for _ in self.chunks():
+                pass
         if self._pad:
             if len(self.read(self._pad)) != self._pad:
                 raise self.refuse(self._entry, "archive ends inside the entry's padding")
