@@ -157,3 +157,12 @@ def test_a_self_verifying_blob_is_not_hashed_twice(good: bool) -> None:
     digests = stream.finish()
     assert (digests.blob, digests.size) == (expected, len(blob))
     assert digests.diff_id == Digest.of(TAR_DATA)
+
+
+def test_a_refused_entry_does_not_download_the_rest_of_the_blob(tmp_path: Path) -> None:
+    data = tar_bytes([f("../x"), f("big", bytes(40_000_000))])
+    raw = io.BytesIO(data)
+    stream = LayerStream(raw, TAR, blob=Digest.of(b"wrong"), size=len(data), name="L")
+    with pytest.raises(HostileLayer, match=r"'\.\.'"):
+        apply_layer(tmp_path, stream, name="L")
+    assert raw.tell() < 20_000_000

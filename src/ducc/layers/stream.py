@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 
 from ducc.digest import BinaryReadable, Digest, VerifyingReader
-from ducc.errors import SizeMismatch
+from ducc.errors import DigestMismatch, SizeMismatch
 from ducc.layers.compression import CHUNK, Decompressed, compression_for
 from ducc.oci import Compression
 
@@ -201,6 +201,19 @@ class LayerStream:
         if self._expect_diff:
             self._tar.verify()
         return LayerDigests(self._blob.actual, self._blob.count, self._tar.actual, self._tar.count)
+
+    def check_download(self, after: Exception) -> None:
+        """After the layer proved malformed or corrupt: if the blob digest (or size) is not
+        what was expected, raise that instead, from `after` (a damaged download is worth
+        fetching again; a bad layer is not). Reads only the rest of the compressed blob."""
+        if isinstance(after, (DigestMismatch, SizeMismatch)):
+            return
+        try:
+            self.verify_blob()
+        except (DigestMismatch, SizeMismatch) as mismatch:
+            raise mismatch from after
+        except Exception:  # noqa: S110 - the original failure is the one to report
+            pass
 
     def verify_blob(self) -> None:
         """Drain the compressed side only and check the blob digest and size.

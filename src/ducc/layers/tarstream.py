@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from ducc.digest import BinaryReadable
-from ducc.errors import HostileLayer
+from ducc.errors import HostileLayer, MalformedLayer
 from ducc.layers.limits import Limits
 
 BLOCK = tarfile.BLOCKSIZE
@@ -235,7 +235,7 @@ class TarReader:
         except _Refused as exc:
             raise HostileLayer(self.layer, f"(header at byte {start})", str(exc)) from None
         except (tarfile.HeaderError, ValueError, UnicodeError) as exc:
-            raise HostileLayer(
+            raise MalformedLayer(
                 self.layer, f"(header at byte {start})", f"malformed tar header: {exc}"
             ) from None
 
@@ -314,7 +314,7 @@ class TarReader:
             if self._pos >= len(self._buf):
                 self._buf, self._pos = self._stream.read(CHUNK), 0
                 if not self._buf:
-                    raise self.refuse(self._entry, "archive ends inside the entry's data")
+                    raise MalformedLayer(self.layer, self._entry, "archive ends inside its data")
             step = min(self._left, len(self._buf) - self._pos)
             view = memoryview(self._buf)[self._pos : self._pos + step]
             self._pos += step
@@ -338,7 +338,7 @@ class TarReader:
                 pass
         if self._pad:
             if len(self.read(self._pad)) != self._pad:
-                raise self.refuse(self._entry, "archive ends inside the entry's padding")
+                raise MalformedLayer(self.layer, self._entry, "archive ends inside its padding")
             self._pad = 0
 
 
