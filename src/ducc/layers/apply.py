@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ducc.errors import HostileLayer, LayerError, MalformedLayer, VerificationError
 from ducc.layers.limits import Limits
-from ducc.layers.metadata import Metadata, times_of
+from ducc.layers.metadata import Metadata, times_of, xattr_allowed
 from ducc.layers.paths import ResolveError, Resolver, open_file
 from ducc.layers.stage import remove_tree
 from ducc.layers.stream import READ_AHEAD_BYTES, LayerDigests, LayerStream
@@ -309,9 +309,10 @@ class _Applier:
                 offset += sent
             if self.privileged:
                 os.fchown(fd, info.st_uid, info.st_gid)
-            os.fchmod(fd, stat.S_IMODE(info.st_mode))
             for name in os.listxattr(fd_in):
-                os.setxattr(fd, name, os.getxattr(fd_in, name))
+                if xattr_allowed(name):
+                    os.setxattr(fd, name, os.getxattr(fd_in, name))
+            os.fchmod(fd, stat.S_IMODE(info.st_mode))
             os.utime(fd, ns=(info.st_atime_ns, info.st_mtime_ns))
         finally:
             os.close(fd)

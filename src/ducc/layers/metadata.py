@@ -92,12 +92,13 @@ class Metadata:
         return False
 
     def file(self, fd: int, info: tarfile.TarInfo) -> None:
-        # chown first: it clears setuid/setgid and file capabilities.
+        # chown first: it clears setuid/setgid and file capabilities; xattrs before the mode,
+        # which may take away the write permission user.* xattrs need.
         if self.owner_ok(info):
             os.fchown(fd, info.uid, info.gid)
-        os.fchmod(fd, info.mode & 0o7777)
         if info.pax_headers:
             self._xattrs(fd, info)
+        os.fchmod(fd, info.mode & 0o7777)
         atime, mtime = times_of(info)
         os.utime(fd, ns=(atime, mtime))
 
@@ -105,10 +106,10 @@ class Metadata:
         """Owner, xattrs and (when `chmod`) mode; times come at the end of the layer."""
         if self.owner_ok(info):
             os.chown(path, info.uid, info.gid, follow_symlinks=False)
-        if chmod:
-            os.chmod(path, info.mode & 0o7777, follow_symlinks=True)
         if info.pax_headers:
             self._xattrs(path, info)
+        if chmod:
+            os.chmod(path, info.mode & 0o7777, follow_symlinks=True)
 
     def symlink(self, path: str, info: tarfile.TarInfo) -> None:
         if self.owner_ok(info):
@@ -121,9 +122,9 @@ class Metadata:
     def special(self, path: str, info: tarfile.TarInfo) -> None:
         if self.owner_ok(info):
             os.chown(path, info.uid, info.gid, follow_symlinks=False)
-        os.chmod(path, info.mode & 0o7777)  # the node was just made; nothing to follow
         if info.pax_headers:
             self._xattrs(path, info)
+        os.chmod(path, info.mode & 0o7777)  # the node was just made; nothing to follow
         atime, mtime = times_of(info)
         os.utime(path, ns=(atime, mtime), follow_symlinks=False)
 
