@@ -28,7 +28,11 @@ _END_OF_DATA: tuple[type[Exception], ...] = (
     tarfile.EOFHeaderError,  # type: ignore[attr-defined]
     tarfile.EmptyHeaderError,  # type: ignore[attr-defined]
 )
-_ID_MAX = (1 << 32) - 2  # (uid_t)-1 means "leave unchanged" to chown(2)
+_ID_MAX = (1 << 32) - 2
+MAX_EXTENSIONS = 16  # extension headers before one entry (a real one has at most 3)
+MAX_GLOBALS = (
+    1000  # records kept from PAX global headers  # (uid_t)-1 means "leave unchanged" to chown(2)
+)
 
 
 class Kind(StrEnum):
@@ -140,8 +144,12 @@ class _Header(tarfile.TarInfo):
         header.offset = tarfile_.fileobj.tell() - BLOCK
         if header.type == tarfile.GNUTYPE_SPARSE:
             raise _Refused("GNU sparse files are not supported")
-        if header.type in _EXTENSIONS and header.size > tarfile_.max_header:
-            raise _Refused(f"extension header of {header.size} bytes exceeds the limit")
+        if header.type in _EXTENSIONS:
+            tarfile_.extensions += 1
+            if header.size > tarfile_.max_header:
+                raise _Refused(f"extension header of {header.size} bytes exceeds the limit")
+            if tarfile_.extensions > MAX_EXTENSIONS or len(tarfile_.pax_headers) > MAX_GLOBALS:
+                raise _Refused("too many extension headers")  # tarfile recurses per header
         return header._proc_member(tarfile_)  # type: ignore[attr-defined,no-any-return]
 
     def _proc_gnusparse_00(self, *_: Any) -> None:
@@ -152,7 +160,8 @@ class _Header(tarfile.TarInfo):
 
 
 class _HeaderSource:
-    """The attributes tarfile's header parser reads from a TarFile."""
+    """The attributes tarfile's header parser reads from a TarFile, and a count of the
+    extension headers (PAX, GNU long names) before the current entry."""
 
     encoding = "utf-8"
     errors = "surrogateescape"
@@ -162,6 +171,7 @@ class _HeaderSource:
         self.max_header = max_header
         self.pax_headers: dict[str, str] = {}
         self.offset = 0
+        self.extensions = 0
 
 
 class TarReader:
@@ -228,6 +238,7 @@ class TarReader:
 
     def _next_header(self) -> tarfile.TarInfo | None:
         start = self._offset
+        self._source.extensions = 0
         try:
             return _Header.fromtarfile(self._source)
         except _END_OF_DATA:
