@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: a real local registry (session-wide); `root` markers."""
+"""Fixtures shared by every test: a real local registry (session-wide), the fake cvmfs_server,
+and `root` markers that skip cleanly for other users."""
 
 from __future__ import annotations
 
@@ -8,8 +9,17 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from tests.fakes.fixture import fake_cvmfs, fake_cvmfs_modes, fake_cvmfs_sweep
 from tests.support import registry as registry_support
 from tests.support.registry import LocalRegistry
+
+__all__ = ["fake_cvmfs", "fake_cvmfs_modes", "fake_cvmfs_sweep", "registry"]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked `root` skip cleanly for other users."""
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        pytest.skip("needs root")
 
 
 @pytest.fixture(scope="session")
@@ -29,13 +39,3 @@ def _fresh_logging() -> Iterator[None]:
     """Commands configure logging to the stderr pytest captures for one test; undo it after."""
     yield
     structlog.reset_defaults()
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `root` skip cleanly when not running as root."""
-    if os.geteuid() == 0:
-        return
-    skip = pytest.mark.skip(reason="needs root")
-    for item in items:
-        if item.get_closest_marker("root"):
-            item.add_marker(skip)

@@ -197,6 +197,25 @@ class RepositoryBusy(PublishError):
     """Another transaction or another ducc holds the repository."""
 
 
+class AnotherDuccRunning(RepositoryBusy):
+    """Another ducc process holds the repository's lock (a cron run overlapping)."""
+
+
+# --- products in the repository ----------------------------------------------------------
+
+
+class ProductError(DuccError):
+    """A product in the repository (flat tree, podman store) is malformed or cannot be written."""
+
+
+class FlatTreeError(ProductError):
+    """A flat root filesystem cannot take the Apptainer files (missing, or not a directory)."""
+
+
+class PodmanStoreError(ProductError):
+    """The podman additional image store is malformed or an entry does not fit it."""
+
+
 class Interrupted(DuccError):
     """SIGINT or SIGTERM arrived; the open transaction was finished or aborted."""
 

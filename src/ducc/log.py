@@ -68,6 +68,9 @@ def configure(*, verbosity: int = 0, fmt: LogFormat = "auto", stream: TextIO | N
 
 
 def get(name: str | None = None) -> Any:
-    """The project's logger; `name` is bound as `logger` when given."""
-    logger = structlog.get_logger()
-    return logger.bind(logger=name) if name else logger
+    """The project's logger; `name` is bound as `logger_name` when given.
+
+    The logger is a lazy proxy: modules create theirs at import time, and every call is
+    rendered with the configuration in force then (`configure()` runs later, in the CLI).
+    """
+    return structlog.get_logger(logger_name=name) if name else structlog.get_logger()

@@ -1,0 +1,81 @@
+"""Layer blobs downloaded for one conversion: fetched concurrently, verified, then opened
+as many times as the products need (the literal layer, a chain, the flat tree).
+
+Files are named by digest and written by `download_blob` (temp, verify, rename), so a file
+here is always complete and correct; they are removed once the image is converted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from ducc import log
+from ducc.digest import Digest
+from ducc.layers import LayerStream, Limits
+from ducc.metrics import METRICS
+from ducc.oci import Descriptor
+from ducc.registry.blobs import download_blob
+from ducc.registry.client import RegistryClient
+
+_log = log.get("blobcache")
+
+
+@dataclass(frozen=True, slots=True)
+class CachedLayer:
+    """A verified blob on local disk and what its decompressed stream must hash to."""
+
+    name: str
+    path: Path
+    media_type: str
+    size: int
+    diff_id: Digest
+    limits: Limits
+
+    def open(self) -> LayerStream:
+        # The blob was verified when it was downloaded; the diff_id is checked on every pass.
+        return LayerStream(
+            self.path.open("rb"),
+            self.media_type,
+            size=self.size,
+            diff_id=self.diff_id,
+            name=self.name,
+            max_bytes=self.limits.max_bytes,
+        )
+
+
+class BlobCache:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def path(self, digest: Digest) -> Path:
+        return self.directory / digest.algorithm / digest.hex
+
+    def fetch(
+        self,
+        client: RegistryClient,
+        repository: str,
+        descriptors: Sequence[Descriptor],
+        *,
+        concurrency: int,
+    ) -> int:
+        """Download the blobs not yet here, several at once; return the bytes downloaded."""
+        missing = {d.digest: d for d in descriptors if not self.path(d.digest).is_file()}
+
+        def one(descriptor: Descriptor) -> int:
+            _log.info("blob_download", digest=str(descriptor.digest), size=descriptor.size)
+            download_blob(client, repository, descriptor, self.path(descriptor.digest))
+            METRICS.inc("ducc_bytes_downloaded_total", descriptor.size)
+            return descriptor.size
+
+        if not missing:
+            return 0
+        workers = max(1, min(concurrency, len(missing)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+            return sum(pool.map(one, missing.values()))
+
+    def discard(self, digests: Sequence[Digest]) -> None:
+        for digest in digests:
+            self.path(digest).unlink(missing_ok=True)

@@ -1,0 +1,98 @@
+"""What makes a converted image visible: public links, the podman store entry and, last,
+the image metadata the poller reads as the truth (so a run killed before it simply
+converts again, and a recorded image is always complete).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ducc.digest import Digest
+from ducc.errors import DuccError
+from ducc.layout import METADATA, MULTIARCH, Layout
+from ducc.links import link_arch_aliases, link_platform, link_public, link_variant
+from ducc.metadata import recorded_config, write_image_metadata
+from ducc.podman import PodmanStore
+from ducc.products import flat_complete
+from ducc.reference import Reference
+from ducc.registry.manifests import ResolvedImage
+
+DEFAULT_ARCH = "amd64"
+
+
+@dataclass(frozen=True, slots=True)
+class Converted:
+    image: ResolvedImage
+    flat: Path | None  # None with --skip-flat
+
+
+def default_of(converted: list[Converted]) -> Converted:
+    """The platform the public path means: amd64 when present, else the first."""
+    return next(
+        (c for c in converted if c.image.platform.architecture == DEFAULT_ARCH), converted[0]
+    )
+
+
+def write_pointers(
+    layout: Layout, ref: Reference, converted: list[Converted], *, variant: bool, podman: bool
+) -> None:
+    """Links, podman entry, then metadata; `variant` publishes per-platform trees."""
+    main = default_of(converted)
+    if main.flat is not None:
+        if variant:
+            for item in converted:
+                if item.flat is not None:
+                    link_platform(layout, item.image.platform.label, ref, item.flat)
+            link_variant(layout, ref, main.image.platform.label)
+            link_arch_aliases(layout)
+        else:
+            link_public(layout, ref, main.flat)
+        if podman:
+            _add_to_podman(layout, ref, main.image, main.flat)
+    if variant:
+        for item in converted:
+            label = item.image.platform.label
+            directory = layout.root / METADATA / MULTIARCH / label / ref.simple_name
+            write_image_metadata(directory, item.image.manifest.raw, None)
+    index = main.image.index.raw if main.image.index is not None else None
+    write_image_metadata(layout.metadata_dir(ref), main.image.manifest.raw, index)
+
+
+def _add_to_podman(layout: Layout, ref: Reference, image: ResolvedImage, flat: Path) -> None:
+    config = image.config
+    PodmanStore(layout.podman_store).add_image(
+        image_id=config.digest.hex,
+        names=[ref.simple_name],
+        flat_dir=flat,
+        manifest=image.manifest.raw,
+        config=config.raw,
+        config_digest=str(config.digest),
+    )
+
+
+def published_ok(layout: Layout, ref: Reference, *, skip_flat: bool) -> bool:
+    """Whether the recorded image is really in place: its flat tree complete and linked.
+
+    A cheap check (a few stats) so an unchanged tag whose products were damaged or
+    removed is converted again rather than trusted.
+    """
+    config = recorded_config(layout, ref)
+    if config is None:
+        return False
+    if skip_flat:
+        return True
+    try:
+        digest = Digest.parse(config)
+    except DuccError:
+        return False
+    flat = layout.flat_dir(digest)
+    if not flat_complete(layout, digest):
+        return False
+    link = layout.public_path(ref)
+    if not link.is_symlink():
+        return False
+    if "$(CVMFS_ARCH" in os.readlink(link):
+        return any((layout.root / MULTIARCH).glob(f"*/{ref.simple_name}"))
+    return link.resolve() == flat.resolve()

@@ -1,0 +1,180 @@
+"""The CernVM-FS publisher: products are written inside `cvmfs_server` transactions.
+
+ducc aborts only transactions it opened: an error inside aborts and re-raises; a
+transaction found open at start is aborted only when ducc's own record shows that a ducc
+process which no longer runs opened it (or with `--abort-stale`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, BinaryIO, cast
+
+from ducc import log
+from ducc.errors import DuccError, PublishError, RepositoryBusy
+from ducc.layers.rebuild import rebuild_tar
+from ducc.layers.stream import LayerDigests
+from ducc.publish.base import LayerOpener
+from ducc.publish.cvmfs_server import CvmfsServer
+from ducc.publish.records import Lock, TransactionRecord, TransactionRecords
+from ducc.signals import INTERRUPTS
+
+_log = log.get("publish.cvmfs")
+
+
+class CvmfsPublisher:
+    kind = "cvmfs"
+
+    def __init__(
+        self,
+        repo: str,
+        subdir: str,
+        *,
+        prefix: Path,
+        state_dir: Path,
+        server: CvmfsServer | None = None,
+        abort_stale: bool = False,
+        gateway: bool = False,
+    ) -> None:
+        self.repo = repo
+        self.mount = prefix / repo
+        self.root = self.mount / subdir if subdir else self.mount
+        self.server = server or CvmfsServer()
+        self.records = TransactionRecords(state_dir)
+        self.lock = Lock(state_dir / "locks" / f"{repo}.lock", f"repository {repo}")
+        self.abort_stale = abort_stale
+        self.leases = gateway
+
+    @property
+    def publishes(self) -> int:
+        return self.server.publishes
+
+    @property
+    def ingests(self) -> int:
+        return self.server.ingests
+
+    def _rel(self, path: Path) -> str:
+        return os.fspath(path.relative_to(self.mount))
+
+    @contextlib.contextmanager
+    def session(self, *, wait: bool) -> Iterator[None]:
+        with self.lock.held(wait=wait):
+            status = self.server.repositories().get(self.repo)
+            if status is None:
+                raise PublishError(
+                    f"repository {self.repo} is not listed by cvmfs_server list",
+                    hint="create it with cvmfs_server mkfs, or check cvmfs_repo in the recipe",
+                )
+            if status.in_transaction:
+                self._recover()
+            yield
+
+    def _recover(self) -> None:
+        """The repository is in a transaction at start: abort it only if it is ours."""
+        records = self.records.of_repo(self.repo)
+        live = [r for r in records if r.owner_alive()]
+        if live:
+            raise RepositoryBusy(
+                f"repository {self.repo} is in a transaction held by a running ducc "
+                f"(pid {live[0].pid}); nothing was touched"
+            )
+        if records:
+            for record in records:
+                _log.warning(
+                    "stale_transaction_aborted",
+                    repo=self.repo,
+                    path=record.path,
+                    pid=record.pid,
+                    reason="opened by a ducc process that no longer runs",
+                )
+                self.server.abort(self.repo, record.path)
+                self.records.remove(self.repo, record.path)
+            return
+        if not self.abort_stale:
+            raise RepositoryBusy(
+                f"repository {self.repo} is already in a transaction that ducc did not open; "
+                "nothing was touched",
+                hint="publish or abort it yourself, or run with --abort-stale to abort it",
+            )
+        _log.warning("foreign_transaction_aborted", repo=self.repo, reason="--abort-stale")
+        self.server.abort(self.repo)
+
+    def _lease_path(self, lease: str | None) -> str | None:
+        if not self.leases:
+            return None
+        target = self.root / lease if lease else self.root
+        rel = self._rel(target)
+        return None if rel == "." else rel
+
+    @contextlib.contextmanager
+    def transaction(self, lease: str | None = None) -> Iterator[None]:
+        path = self._lease_path(lease)
+        self.records.write(TransactionRecord.mine(self.repo, path))
+        try:
+            with INTERRUPTS.shielded():  # a signal must not leave us unsure whether it opened
+                self.server.open(self.repo, path)
+        except BaseException:
+            self.records.remove(self.repo, path)
+            raise
+        try:
+            INTERRUPTS.check()
+            yield
+            with INTERRUPTS.shielded():
+                self.server.publish(self.repo, path)
+        except BaseException:
+            self._abort_own(path)
+            raise
+        self.records.remove(self.repo, path)
+        INTERRUPTS.check()  # a signal during the publish: it is complete, now stop
+
+    def _abort_own(self, path: str | None) -> None:
+        with INTERRUPTS.shielded():
+            try:
+                self.server.abort(self.repo, path)
+            except DuccError as exc:
+                _log.error("abort_failed", repo=self.repo, path=path, error=str(exc))
+                return  # keep the record: the next run sees a stale transaction of ours
+        self.records.remove(self.repo, path)
+
+    def ingest_layer(self, layerfs: Path, layer: LayerOpener) -> LayerDigests:
+        """One ingest; an existing tree (`--overwrite-layers`, or left by a run that died
+        before the layer's metadata) is deleted in the same transaction, so a layer images
+        use never goes missing. A gateway refuses that combination: there it takes two."""
+        replace = [self._rel(layerfs)] if layerfs.exists() else []
+        if replace and self.leases:
+            self.server.ingest_delete(self.repo, replace)
+            replace = []
+        measured: list[LayerDigests] = []
+
+        def feed(stdin: IO[bytes]) -> None:
+            out = cast(BinaryIO, stdin)  # a pipe: only write() is used
+            measured.append(rebuild_tar(layer.open(), out, name=layer.name).digests)
+
+        self.records.write(TransactionRecord.mine(self.repo, None, kind="ingest"))
+        try:
+            self.server.ingest_tar(self.repo, self._rel(layerfs), feed, delete=replace)
+        except BaseException:
+            self._clean_failed_ingest()
+            raise
+        self.records.remove(self.repo, None)
+        return measured[0]
+
+    def _clean_failed_ingest(self) -> None:
+        """A failed ingest may leave the repository in the transaction it opened: ours."""
+        with INTERRUPTS.shielded():
+            try:
+                status = self.server.repositories().get(self.repo)
+                if status is not None and status.in_transaction:
+                    self.server.abort(self.repo)
+            except DuccError as exc:
+                _log.error("ingest_cleanup_failed", repo=self.repo, error=str(exc))
+                return  # keep the record for the next run
+        self.records.remove(self.repo, None)
+
+    def delete(self, paths: Sequence[Path]) -> None:
+        existing = [self._rel(p) for p in paths if p.exists() or p.is_symlink()]
+        if existing:
+            self.server.ingest_delete(self.repo, existing)

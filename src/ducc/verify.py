@@ -1,0 +1,187 @@
+"""`ducc verify`: check that a repository is consistent, without changing it.
+
+Every recorded image (`.metadata/.../manifest.json`) must have a public path that resolves
+to a complete flat tree named by its config digest, and complete layers whose metadata
+matches their digests; chains must be complete; podman entries must point at complete
+flat trees. Problems make `ducc verify` exit 1; warnings (leftovers that no client sees)
+do not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ducc.digest import Digest, digest_problem
+from ducc.errors import DuccError
+from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS, METADATA, MULTIARCH, Layout
+from ducc.metadata import INDEX_FILE, LAYERS_FILE, MANIFEST_FILE
+from ducc.podman import PodmanStore
+from ducc.products import APPTAINER_MARK
+
+STAGING_MARK = ".tmp-"
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    counts: dict[str, int] = field(default_factory=dict)  # images, layers, chains, flat trees
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(root: Path) -> VerifyReport:
+    """Check the repository at `root` (the directory holding `.layers`, `.flat`, ...)."""
+    report = VerifyReport()
+    layout = Layout(root)
+    referenced: set[str] = set()
+    for name, directory in recorded_images(root):
+        referenced |= _check_image(layout, name, directory, report)
+    _check_shards(root / LAYERS, report, "layer", _layer_ok, referenced)
+    _check_shards(root / CHAINS, report, "chain", lambda p: (p / CATALOG_MARKER).is_file())
+    _check_shards(root / FLAT, report, "flat tree", lambda p: (p / APPTAINER_MARK).is_dir())
+    _check_podman(layout, report)
+    return report
+
+
+def recorded_images(root: Path) -> list[tuple[str, Path]]:
+    """(`registry/repository:tag`, metadata directory) of every recorded image."""
+    top = root / METADATA
+    found = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        if Path(dirpath) == top:
+            dirnames[:] = [d for d in dirnames if d != MULTIARCH]
+        if MANIFEST_FILE in filenames:
+            found.append((os.path.relpath(dirpath, top), Path(dirpath)))
+            dirnames[:] = []
+    return sorted(found)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _check_image(layout: Layout, name: str, directory: Path, report: VerifyReport) -> set[str]:
+    """Check one recorded image; the layer directory names (hex) it references."""
+    report.counts["image"] = report.counts.get("image", 0) + 1
+    manifest = _read_json(directory / MANIFEST_FILE)
+    config = _config_digest(manifest)
+    if config is None:
+        report.problems.append(f"{name}: manifest.json is unreadable or names no config")
+        return set()
+    _check_index(name, directory, report)
+    layers = set()
+    for layer in manifest.get("layers", []):
+        blob = layer.get("digest") if isinstance(layer, dict) else None
+        ok = isinstance(blob, str) and not digest_problem(blob)
+        if not ok or not _layer_ok(layout.layer_dir(Digest.parse(str(blob)))):
+            report.problems.append(f"{name}: layer {blob} is missing or incomplete")
+        elif isinstance(blob, str):
+            layers.add(blob.partition(":")[2])
+    link = layout.root / name
+    if not link.is_symlink():
+        if (layout.flat_dir(config)).exists():
+            report.problems.append(f"{name}: public path is missing")
+        return layers  # converted with --skip-flat
+    target = _resolve_public(layout, name, link)
+    if target is None or not (target / APPTAINER_MARK).is_dir():
+        report.problems.append(f"{name}: public path does not resolve to a complete flat tree")
+    return layers
+
+
+def _config_digest(manifest: Any) -> Digest | None:
+    try:
+        text = manifest["config"]["digest"]
+        return Digest.parse(text) if isinstance(text, str) else None
+    except (KeyError, TypeError, DuccError):
+        return None
+
+
+def _check_index(name: str, directory: Path, report: VerifyReport) -> None:
+    index = directory / INDEX_FILE
+    if not index.exists():
+        return
+    doc = _read_json(index)
+    if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
+        report.problems.append(f"{name}: index.json is unreadable")
+        return
+    digest = str(Digest.of((directory / MANIFEST_FILE).read_bytes()))
+    listed = {m.get("digest") for m in doc["manifests"] if isinstance(m, dict)}
+    if digest not in listed:
+        report.problems.append(f"{name}: manifest.json is not an entry of index.json")
+
+
+def _resolve_public(layout: Layout, name: str, link: Path) -> Path | None:
+    text = os.readlink(link)
+    if "$(CVMFS_ARCH" in text:  # a variant symlink: check every platform's link instead
+        platforms = sorted((layout.root / MULTIARCH).glob(f"*/{name}"))
+        resolved = [p.resolve() for p in platforms if p.is_symlink()]
+        return (
+            resolved[0]
+            if resolved and all((r / APPTAINER_MARK).is_dir() for r in resolved)
+            else None
+        )
+    target = link.resolve()
+    return target if target.is_dir() else None
+
+
+def _layer_ok(path: Path) -> bool:
+    if not (path / "layerfs").is_dir():
+        return False
+    info = _read_json(path / METADATA / LAYERS_FILE)
+    try:
+        return bool(info[0]["compressed-diff-digest"] == f"sha256:{path.name}")
+    except (TypeError, KeyError, IndexError):
+        return False
+
+
+def _check_shards(
+    top: Path,
+    report: VerifyReport,
+    what: str,
+    complete: Callable[[Path], bool],
+    referenced: set[str] | None = None,
+) -> None:
+    """Products must be named by their digest and complete. An incomplete product nothing
+    references (a layer ingested by a run interrupted before its image was published) is
+    only a warning: no client reaches it through a public path, and the next convert
+    completes it or gc removes it."""
+    if not top.is_dir():
+        return
+    for shard in sorted(p for p in top.iterdir() if p.is_dir()):
+        for product in sorted(p for p in shard.iterdir() if p.is_dir() and not p.is_symlink()):
+            if STAGING_MARK in product.name and product.name.startswith("."):
+                report.warnings.append(f"leftover staging directory {product}")
+                continue
+            report.counts[what] = report.counts.get(what, 0) + 1
+            if product.name[:2] != shard.name or digest_problem(f"sha256:{product.name}"):
+                report.problems.append(f"{what} {product} is not named by a digest in its shard")
+            elif not complete(product):
+                if referenced is not None and product.name not in referenced:
+                    report.warnings.append(f"unreferenced {what} {product} is incomplete")
+                else:
+                    report.problems.append(f"{what} {product} is incomplete")
+
+
+def _check_podman(layout: Layout, report: VerifyReport) -> None:
+    store = PodmanStore(layout.podman_store)
+    if not store.images_json.exists():
+        return
+    try:
+        flats = store.referenced_flat_dirs()
+    except Exception as exc:
+        report.problems.append(f"podman store: {exc}")
+        return
+    for flat in sorted(flats):
+        if not (flat / APPTAINER_MARK).is_dir():
+            report.problems.append(f"podman store: image points at incomplete flat tree {flat}")

@@ -1,0 +1,1 @@
+"""Fakes of external tools for the tests: real executables on PATH with real semantics."""

@@ -1,0 +1,1 @@
+"""A fake `cvmfs_server` with real semantics for the tests (documented in ../README.md)."""
