@@ -168,6 +168,11 @@ class HostileLayer(LayerError):
         self.reason = reason
 
 
+class MalformedLayer(HostileLayer):
+    """The layer is not a well-formed tar (a bad header, data cut short). A damaged download
+    looks the same, so the blob digest is checked before this is reported."""
+
+
 # --- publishing ---------------------------------------------------------------------------
 
 

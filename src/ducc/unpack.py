@@ -29,7 +29,11 @@ from ducc.registry.manifests import ResolvedImage, resolve
 
 @dataclass(frozen=True, slots=True)
 class LayerSource:
-    """One layer as the manifest and config describe it, and how to open its blob."""
+    """One layer as the manifest and config describe it, and how to open its blob.
+
+    `verified`: what `open` returns checks the blob digest and size itself (the registry
+    client's blob stream does), so it is not hashed a second time.
+    """
 
     name: str
     media_type: str
@@ -37,6 +41,7 @@ class LayerSource:
     size: int
     diff_id: Digest
     open: Callable[[], BinaryReadable]
+    verified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,7 @@ def registry_layers(client: RegistryClient, image: ResolvedImage) -> list[LayerS
             size=descriptor.size,
             diff_id=diff_id,
             open=opener(descriptor),
+            verified=True,
         )
         for descriptor, diff_id in zip(image.manifest.layers, image.config.diff_ids, strict=True)
     ]
@@ -146,6 +152,7 @@ def _apply(dest: Path, layer: LayerSource, limits: Limits) -> ApplyStats:
             diff_id=layer.diff_id,
             name=layer.name,
             max_bytes=limits.max_bytes,
+            blob_verified=layer.verified,
         )
         stats = apply_layer(dest, stream, mode=ApplyMode.CHANGESET, limits=limits, name=layer.name)
     finally:

@@ -101,6 +101,12 @@ def _extension(kind: bytes, data: bytes, then: str = "victim") -> bytes:
     return _raw(header, data) + _raw(tarinfo(f(then))) + bytes(1024)
 
 
+def _chained_extensions(count: int) -> bytes:
+    header = tarfile.TarInfo("././@PaxHeader")
+    header.type = tarfile.XHDTYPE
+    return b"".join(_raw(header, b"11 a=bbbbb\n") for _ in range(count)) + _raw(tarinfo(f("x")))
+
+
 def _corrupt_checksum() -> bytes:
     data = bytearray(tar_bytes([f("a"), f("b")]))
     data[0] ^= 0x20  # the name changes, the stored checksum no longer matches
@@ -175,6 +181,7 @@ REFUSED = [
         match="extension header",
         limits=Limits(max_header_bytes=4096),
     ),
+    Case("chained-pax-headers", lambda w: [_chained_extensions(5000)], match="too many extension"),
     Case("bad-checksum", lambda w: [_corrupt_checksum()], match="malformed tar header"),
     Case("truncated-in-data", lambda w: [TWO[:2000]], "first", match="ends inside"),
     Case("truncated-in-header", lambda w: [TWO[: 512 + 3072 + 100]], match="malformed"),

@@ -113,9 +113,8 @@ def test_opening_up_for_removal_touches_only_directories_inside(tmp_path: Path) 
     victim.mkdir(mode=0o500)
     tree = tmp_path / "tree"
     tree.mkdir()
-    apply(tree, [d("a", mode=0o500), d("a/b", mode=0o000), f("a/file", mode=0o400)])
-    os.symlink(victim, tree / "a/link")
-    os.chmod(tree / "a/b", 0o000)
+    layer = [d("a", mode=0o500), d("a/b", mode=0o000), f("a/file", mode=0o400)]
+    apply(tree, [*layer, sym("a/link", os.fspath(victim))])
     _open_up(os.fspath(tree))
     assert stat.S_IMODE(os.lstat(tree / "a").st_mode) == 0o700
     assert stat.S_IMODE(os.lstat(tree / "a/b").st_mode) == 0o700

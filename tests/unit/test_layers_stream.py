@@ -127,3 +127,42 @@ def test_read_ahead_stops_when_closed_early() -> None:
     assert ahead.read(5) == b"yyyyy"
     ahead.close()
     assert endless.tell() < 50_000_000
+
+
+class _SelfVerifying(io.BytesIO):
+    """Like the registry client's blob stream: raises at its end when the digest is wrong."""
+
+    def __init__(self, data: bytes, good: bool) -> None:
+        super().__init__(data)
+        self.good = good
+
+    def read(self, n: int | None = -1, /) -> bytes:
+        data = super().read(n)
+        if not data and not self.good:
+            raise DigestMismatch("blob x", "sha256:want", "sha256:got")
+        return data
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_a_self_verifying_blob_is_not_hashed_twice(good: bool) -> None:
+    blob = gz(TAR_DATA)
+    expected = Digest.of(b"what the manifest says")  # not hashed again: taken as verified
+    stream = LayerStream(
+        _SelfVerifying(blob, good), TAR_GZIP, blob=expected, blob_verified=True, name="L"
+    )
+    if not good:
+        with pytest.raises(DigestMismatch, match="blob x"):
+            stream.finish()
+        return
+    digests = stream.finish()
+    assert (digests.blob, digests.size) == (expected, len(blob))
+    assert digests.diff_id == Digest.of(TAR_DATA)
+
+
+def test_a_refused_entry_does_not_download_the_rest_of_the_blob(tmp_path: Path) -> None:
+    data = tar_bytes([f("../x"), f("big", bytes(40_000_000))])
+    raw = io.BytesIO(data)
+    stream = LayerStream(raw, TAR, blob=Digest.of(b"wrong"), size=len(data), name="L")
+    with pytest.raises(HostileLayer, match=r"'\.\.'"):
+        apply_layer(tmp_path, stream, name="L")
+    assert raw.tell() < 20_000_000

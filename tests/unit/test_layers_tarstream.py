@@ -69,3 +69,49 @@ def test_bad_header_names_its_offset() -> None:
     data[1024] ^= 0xFF
     with pytest.raises(HostileLayer, match=r"\(header at byte 1024\)"):
         _entries(bytes(data))
+
+
+def _header_blocks() -> list[bytes]:
+    """Header blocks of every shape the fast path must decode exactly like tarfile."""
+    blocks = []
+    plain = tarfile.TarInfo("usr/share/doc/x/changelog.gz")
+    plain.size, plain.mtime, plain.uname, plain.gname = 1234, 1_700_000_000, "root", "staff"
+    blocks.append(plain.tobuf(tarfile.USTAR_FORMAT))
+    prefixed = tarfile.TarInfo("p" * 120 + "/name")  # ustar splits it into prefix + name
+    blocks.append(prefixed.tobuf(tarfile.USTAR_FORMAT))
+    directory = tarfile.TarInfo("dir/")
+    directory.type = tarfile.DIRTYPE
+    blocks.append(directory.tobuf(tarfile.GNU_FORMAT))
+    device = tarfile.TarInfo("dev/sda")
+    device.type, device.devmajor, device.devminor, device.mode = tarfile.BLKTYPE, 8, 1, 0o660
+    blocks.append(device.tobuf(tarfile.GNU_FORMAT))
+    big_uid = tarfile.TarInfo("big")
+    big_uid.uid = 1 << 30  # base-256 in GNU format: the slow path
+    blocks.append(big_uid.tobuf(tarfile.GNU_FORMAT))
+    latin = tarfile.TarInfo("caf\udce9")  # a non-UTF-8 byte kept as a surrogate
+    blocks.append(latin.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
+    v7_dir = bytearray(tarfile.TarInfo("olddir/").tobuf(tarfile.USTAR_FORMAT)[:512])
+    v7_dir[156] = 0  # AREGTYPE with a trailing slash is a directory
+    v7_dir[148:156] = b"%06o\0 " % (sum(v7_dir[:148]) + sum(v7_dir[156:]) + 256)
+    blocks.append(bytes(v7_dir))
+    return [block[:512] for block in blocks]
+
+
+@pytest.mark.parametrize("block", _header_blocks())
+def test_fast_header_decoding_equals_tarfile(block: bytes) -> None:
+    from ducc.layers.tarstream import _Header
+
+    ours = _Header.frombuf(block, "utf-8", "surrogateescape").get_info()
+    theirs = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape").get_info()
+    assert ours == theirs
+
+
+def test_fast_header_decoding_keeps_tarfiles_errors() -> None:
+    from ducc.layers.tarstream import _Header
+
+    block = bytearray(tarfile.TarInfo("x").tobuf(tarfile.USTAR_FORMAT)[:512])
+    block[0] = ord("y")
+    with pytest.raises(tarfile.HeaderError, match="bad checksum"):
+        _Header.frombuf(bytes(block), "utf-8", "surrogateescape")
+    with pytest.raises(tarfile.HeaderError):
+        _Header.frombuf(bytes(512), "utf-8", "surrogateescape")

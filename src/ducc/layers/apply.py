@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from ducc.errors import DigestMismatch, HostileLayer, LayerError, SizeMismatch
+from ducc.errors import HostileLayer, LayerError, MalformedLayer, VerificationError
 from ducc.layers.limits import Limits
-from ducc.layers.metadata import Metadata, times_of
+from ducc.layers.metadata import Metadata, times_of, xattr_allowed
 from ducc.layers.paths import ResolveError, Resolver, open_file
 from ducc.layers.stage import remove_tree
 from ducc.layers.stream import READ_AHEAD_BYTES, LayerDigests, LayerStream
@@ -88,25 +88,15 @@ def apply_layer(
     try:
         applier.run(reader)
         digests = stream.finish()
-    except (LayerError, OSError) as exc:
-        _blame_download(stream, exc)
-        if isinstance(exc, LayerError):
-            raise
+    except (MalformedLayer, VerificationError) as exc:
+        stream.check_download(exc)
+        raise
+    except OSError as exc:
         raise LayerError(f"layer {name}: entry {applier.entry!r}: {exc}") from exc
     finally:
         stream.close()
     applier.metadata.report()
     return applier.stats(reader.count, digests)
-
-
-def _blame_download(stream: LayerStream, exc: Exception) -> None:
-    """A broken tar is usually a broken download: say so when the blob digest disagrees."""
-    try:
-        stream.verify_blob()
-    except (DigestMismatch, SizeMismatch) as mismatch:
-        raise mismatch from exc
-    except Exception:  # noqa: S110 - the original error is the one to report
-        pass
 
 
 class _Applier:
@@ -319,9 +309,10 @@ class _Applier:
                 offset += sent
             if self.privileged:
                 os.fchown(fd, info.st_uid, info.st_gid)
-            os.fchmod(fd, stat.S_IMODE(info.st_mode))
             for name in os.listxattr(fd_in):
-                os.setxattr(fd, name, os.getxattr(fd_in, name))
+                if xattr_allowed(name):
+                    os.setxattr(fd, name, os.getxattr(fd_in, name))
+            os.fchmod(fd, stat.S_IMODE(info.st_mode))
             os.utime(fd, ns=(info.st_atime_ns, info.st_mtime_ns))
         finally:
             os.close(fd)

@@ -90,8 +90,8 @@ def _copy_directory_metadata(
 ) -> None:
     if privileged:
         os.chown(target, info.st_uid, info.st_gid, follow_symlinks=False)
+    _copy_xattrs(source, target)  # before the mode, which may forbid writing them
     os.chmod(target, stat.S_IMODE(info.st_mode))
-    _copy_xattrs(source, target)
     os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
 
 

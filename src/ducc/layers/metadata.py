@@ -17,6 +17,7 @@ from ducc import log
 
 XATTR_PREFIX = "SCHILY.xattr."
 _NS_MAX = (1 << 63) - 1
+_SECONDS_MAX = _NS_MAX // 1_000_000_000
 
 
 def xattr_allowed(name: str) -> bool:
@@ -49,6 +50,9 @@ def parse_ns(text: str) -> int:
 def times_of(info: tarfile.TarInfo) -> tuple[int, int]:
     """(atime, mtime) in nanoseconds; PAX text is parsed exactly, atime defaults to mtime."""
     pax = info.pax_headers
+    if not pax and isinstance(info.mtime, int) and 0 <= info.mtime < _SECONDS_MAX:
+        mtime = info.mtime * 1_000_000_000  # the common case: whole seconds, no PAX
+        return mtime, mtime
     try:
         mtime = parse_ns(pax["mtime"]) if "mtime" in pax else int(info.mtime * 1_000_000_000)
         atime = parse_ns(pax["atime"]) if "atime" in pax else mtime
@@ -88,12 +92,13 @@ class Metadata:
         return False
 
     def file(self, fd: int, info: tarfile.TarInfo) -> None:
-        # chown first: it clears setuid/setgid and file capabilities.
+        # chown first: it clears setuid/setgid and file capabilities; xattrs before the mode,
+        # which may take away the write permission user.* xattrs need.
         if self.owner_ok(info):
             os.fchown(fd, info.uid, info.gid)
-        os.fchmod(fd, info.mode & 0o7777)
         if info.pax_headers:
             self._xattrs(fd, info)
+        os.fchmod(fd, info.mode & 0o7777)
         atime, mtime = times_of(info)
         os.utime(fd, ns=(atime, mtime))
 
@@ -101,10 +106,10 @@ class Metadata:
         """Owner, xattrs and (when `chmod`) mode; times come at the end of the layer."""
         if self.owner_ok(info):
             os.chown(path, info.uid, info.gid, follow_symlinks=False)
-        if chmod:
-            os.chmod(path, info.mode & 0o7777, follow_symlinks=True)
         if info.pax_headers:
             self._xattrs(path, info)
+        if chmod:
+            os.chmod(path, info.mode & 0o7777, follow_symlinks=True)
 
     def symlink(self, path: str, info: tarfile.TarInfo) -> None:
         if self.owner_ok(info):
@@ -117,9 +122,9 @@ class Metadata:
     def special(self, path: str, info: tarfile.TarInfo) -> None:
         if self.owner_ok(info):
             os.chown(path, info.uid, info.gid, follow_symlinks=False)
-        os.chmod(path, info.mode & 0o7777)  # the node was just made; nothing to follow
         if info.pax_headers:
             self._xattrs(path, info)
+        os.chmod(path, info.mode & 0o7777)  # the node was just made; nothing to follow
         atime, mtime = times_of(info)
         os.utime(path, ns=(atime, mtime), follow_symlinks=False)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ducc.errors import HostileLayer, LayerError
+from ducc.errors import HostileLayer, LayerError, MalformedLayer, VerificationError
 from ducc.layers.limits import Limits
 from ducc.layers.metadata import XATTR_PREFIX, xattr_allowed
 from ducc.layers.paths import Resolver, open_file
@@ -64,6 +64,9 @@ def rebuild_tar(
             writer.add(entry)
         writer.write(_END)
         digests = stream.finish()
+    except (MalformedLayer, VerificationError) as exc:
+        stream.check_download(exc)
+        raise
     finally:
         stream.close()
     return RebuildStats(writer.entries, writer.written, writer.copied, digests)

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 
 from ducc.digest import BinaryReadable, Digest, VerifyingReader
-from ducc.errors import SizeMismatch
+from ducc.errors import DigestMismatch, SizeMismatch
 from ducc.layers.compression import CHUNK, Decompressed, compression_for
 from ducc.oci import Compression
 
@@ -104,8 +104,36 @@ class ReadAhead:
         self._thread.join()
 
 
+class _Counted:
+    """Counts the bytes of a raw stream that verifies its own digest (the registry client's
+    blob stream does, on the read that reaches the end): no second hash of the blob."""
+
+    def __init__(self, raw: BinaryReadable, expected: Digest) -> None:
+        self._raw = raw
+        self.actual = expected
+        self.count = 0
+
+    def read(self, n: int = -1, /) -> bytes:
+        data = self._raw.read(n)
+        self.count += len(data)
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def drain(self, chunk: int = CHUNK) -> None:
+        while self.read(chunk):
+            pass
+
+
 class LayerStream:
-    """A readable tar stream over a (compressed) layer blob that verifies what it read."""
+    """A readable tar stream over a (compressed) layer blob that verifies what it read.
+
+    `blob_verified` says that `raw` checks the blob digest itself (raising on mismatch at its
+    end); the blob is then counted, not hashed again.
+    """
 
     def __init__(
         self,
@@ -117,14 +145,19 @@ class LayerStream:
         diff_id: Digest | None = None,
         name: str,
         max_bytes: int | None = None,
+        blob_verified: bool = False,
     ) -> None:
         self.name = name
         self.media_type = media_type
         self.compression: Compression = compression_for(media_type)
-        self._expect_blob = blob is not None
         self._size = size
+        self._expect_blob = blob is not None and not blob_verified
         self._expect_diff = diff_id is not None
-        self._blob = VerifyingReader(raw, blob or _UNKNOWN, size, f"layer {name}")
+        self._blob: VerifyingReader | _Counted = (
+            _Counted(raw, blob)
+            if blob is not None and blob_verified
+            else VerifyingReader(raw, blob or _UNKNOWN, size, f"layer {name}")
+        )
         self._decompressed = Decompressed(
             self._blob, self.compression, name=name, max_bytes=max_bytes
         )
@@ -169,6 +202,19 @@ class LayerStream:
             self._tar.verify()
         return LayerDigests(self._blob.actual, self._blob.count, self._tar.actual, self._tar.count)
 
+    def check_download(self, after: Exception) -> None:
+        """After the layer proved malformed or corrupt: if the blob digest (or size) is not
+        what was expected, raise that instead, from `after` (a damaged download is worth
+        fetching again; a bad layer is not). Reads only the rest of the compressed blob."""
+        if isinstance(after, (DigestMismatch, SizeMismatch)):
+            return
+        try:
+            self.verify_blob()
+        except (DigestMismatch, SizeMismatch) as mismatch:
+            raise mismatch from after
+        except Exception:  # noqa: S110 - the original failure is the one to report
+            pass
+
     def verify_blob(self) -> None:
         """Drain the compressed side only and check the blob digest and size.
 
@@ -177,7 +223,7 @@ class LayerStream:
         """
         self.close()
         self._blob.drain(CHUNK)
-        if self._expect_blob:
+        if isinstance(self._blob, VerifyingReader) and self._expect_blob:
             self._blob.verify()
         elif self._size is not None and self._blob.count != self._size:
             raise SizeMismatch(f"layer {self.name}", self._size, self._blob.count)
