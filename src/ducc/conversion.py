@@ -13,7 +13,7 @@ from ducc.digest import Digest
 from ducc.layers.stream import LayerDigests
 from ducc.layout import FLAT, Layout
 from ducc.pointers import Converted, write_pointers
-from ducc.products import BuildStats, ImageBuilder, LayerPlan, plan_layers
+from ducc.products import BuildStats, ImageBuilder, LayerPlan, flat_complete, plan_layers
 from ducc.publish.base import Publisher
 from ducc.reference import Reference
 from ducc.registry.manifests import ResolvedImage
@@ -40,25 +40,34 @@ class ImageJob:
         return list(zip(self.images, self.plans, strict=True))
 
     def run(self) -> BuildStats:
+        """Blobs, then chains and flat trees (one publish), then the layers' literal trees
+        (one ingest each; a hard link to a file of a lower layer is copied from the chain
+        below), then metadata, links and the podman entry (one publish)."""
         builder = self.builder
         needed = [p for image, plan in self.pairs for p in builder.needed_blobs(image, plan)]
         try:
             self.stats.bytes_downloaded = builder.download(self.ref.repository, needed)
+            flats = self._build_flats()
             for plan in self.plans:
                 self.ingested.update(builder.ingest_layers(plan, self.stats))
-            if self.publisher.leases:
-                self._publish_under_leases()
-            else:
-                with self.publisher.transaction():
-                    self._finish([self._flat(image, plan) for image, plan in self.pairs])
+            with self.publisher.transaction():
+                self._finish(flats)
         finally:
             builder.cache.discard([p.blob for p in needed])
         _log.info("image_converted", image=str(self.ref), layers=self.stats.layers_ingested)
         return self.stats
 
-    def _publish_under_leases(self) -> None:
-        """Gateway mode: each flat tree under its `.flat/<xx>` lease (several publishers can
-        build at once), then the short shared part under the repository's lease."""
+    def _build_flats(self) -> list[Path | None]:
+        """Chains and flat trees: one transaction, or (gateway) one per `.flat/<xx>` lease so
+        that several publishers build at once. No publish when everything exists."""
+        if self.builder.options.skip_flat:
+            return [None] * len(self.images)
+        missing = [not flat_complete(self.builder.layout, i.config.digest) for i in self.images]
+        if not any(missing):
+            return [self.builder.layout.flat_dir(i.config.digest) for i in self.images]
+        if not self.publisher.leases:
+            with self.publisher.transaction():
+                return [self._flat(image, plan) for image, plan in self.pairs]
         root = self.publisher.root
         if not (root / FLAT).is_dir():
             with self.publisher.transaction():
@@ -67,8 +76,7 @@ class ImageJob:
         for image, plan in self.pairs:
             with self.publisher.transaction(f"{FLAT}/{image.config.digest.prefix}"):
                 flats.append(self._flat(image, plan))
-        with self.publisher.transaction():
-            self._finish(flats)
+        return flats
 
     def _flat(self, image: ResolvedImage, plan: list[LayerPlan]) -> Path | None:
         if self.builder.options.skip_flat:

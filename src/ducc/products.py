@@ -145,10 +145,18 @@ class ImageBuilder:
                 METRICS.inc("ducc_layers_reused_total")
                 continue
             layerfs = self.layout.layerfs(plan.blob)
-            ingested[plan.blob] = self.publisher.ingest_layer(layerfs, self.opener(plan))
+            lower = self._chain_below(plans, plan)
+            ingested[plan.blob] = self.publisher.ingest_layer(layerfs, self.opener(plan), lower)
             stats.layers_ingested += 1
             METRICS.inc("ducc_layers_ingested_total")
         return ingested
+
+    def _chain_below(self, plans: list[LayerPlan], plan: LayerPlan) -> Path | None:
+        """The tree under `plan`'s layer, for hard links to files of lower layers."""
+        if plan.index == 0:
+            return None
+        below = plans[plan.index - 1].chain
+        return self.layout.chain_dir(below) if chain_complete(self.layout, below) else None
 
     # --- inside the transaction -------------------------------------------------------
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.fakes.fixture import FakeCvmfs
 from tests.support.ducc import Run, app_image, app_layer, base_layer, ducc, unique, write_recipe
-from tests.support.images import Image, Index, file, make_image, make_index, make_layer
+from tests.support.images import Image, Index, file, hardlink, make_image, make_index, make_layer
 from tests.support.podman import (
     PODMAN,
     RUNC,
@@ -85,8 +85,9 @@ def test_converts_shared_layers_once_and_publishes_once_per_image(
     assert run.code == 0, run.stderr
     report = run.json()
     assert report["totals"]["added"] == 3
-    # One publish per image; one ingest per distinct layer: base, app a, app b, app c.
-    assert (report["publishes"], report["ingests"]) == (3, 4)
+    # Two publishes per image (products, then pointers); one ingest per distinct layer:
+    # base, app a, app b, app c.
+    assert (report["publishes"], report["ingests"]) == (6, 4)
     by_image = {r["image"]: r for r in report["images"]}
     a_ref, b_ref, _ = refs
     base = base_layer()
@@ -94,7 +95,7 @@ def test_converts_shared_layers_once_and_publishes_once_per_image(
     assert by_image[b_ref]["bytes_downloaded"] == len(app_layer("b").blob)  # base reused
     if target.fake is not None:
         assert target.fake.count("ingest") == 4
-        assert target.fake.count("publish") == 3
+        assert target.fake.count("publish") == 6
         assert target.fake.transactions() == []
 
     layers = target.root / ".layers"
@@ -164,7 +165,7 @@ def test_update_of_the_top_layer_downloads_and_ingests_only_that_layer(
     (result,) = run.json()["images"]
     assert result["outcome"] == "updated"
     assert result["bytes_downloaded"] == len(app_layer("v2").blob)
-    assert (result["layers_ingested"], run.json()["publishes"]) == (1, 1)
+    assert (result["layers_ingested"], run.json()["publishes"]) == (1, 2)
     flat = public(target, ref).resolve()
     assert flat.name == v2.config_digest[7:]
     assert (flat / "etc/app").read_text() == "v2"
@@ -269,3 +270,23 @@ def test_podman_lists_and_runs_converted_images(registry: LocalRegistry, tmp_pat
     finally:
         unmount_below(work)
         shutil.rmtree(work)
+
+
+def test_hard_link_to_a_file_of_a_lower_layer(
+    registry: LocalRegistry, target: Target, tmp_path: Path
+) -> None:
+    name = unique("hardlink")
+    lower = make_layer([file("data", "shared content", mode=0o640)])
+    upper = make_layer([hardlink("link", "data"), file("other", "x")])
+    image = make_image([base_layer(), lower, upper])
+    registry.pusher().image(f"{name}/app", "1", image)
+    ref = f"{registry.url}/{name}/app:1"
+    run = target.convert(write_recipe(tmp_path / "r.yaml", target.repo, [ref]))
+    assert run.code == 0, run.stderr
+    flat = public(target, ref).resolve()
+    assert (flat / "link").read_text() == "shared content"
+    assert (flat / "link").stat().st_ino == (flat / "data").stat().st_ino
+    layerfs = target.root / ".layers" / upper.digest[7:9] / upper.digest[7:] / "layerfs"
+    assert (layerfs / "link").read_text() == "shared content"  # copied from the layer below
+    assert not (layerfs / "data").exists()
+    assert ducc("verify", target.root).code == 0

@@ -47,9 +47,12 @@ class Publisher(Protocol):
         """
         ...
 
-    def ingest_layer(self, layerfs: Path, layer: LayerOpener) -> LayerDigests:
+    def ingest_layer(
+        self, layerfs: Path, layer: LayerOpener, lower: Path | None = None
+    ) -> LayerDigests:
         """Put a layer's literal content at `layerfs` (its own publish on CernVM-FS);
-        return what the verified pass over the layer measured."""
+        return what the verified pass over the layer measured. `lower` is the tree below
+        the layer, where a hard link to a file of a lower layer finds its content."""
         ...
 
     def delete(self, paths: Sequence[Path]) -> None:

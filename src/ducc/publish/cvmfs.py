@@ -139,7 +139,9 @@ class CvmfsPublisher:
                 return  # keep the record: the next run sees a stale transaction of ours
         self.records.remove(self.repo, path)
 
-    def ingest_layer(self, layerfs: Path, layer: LayerOpener) -> LayerDigests:
+    def ingest_layer(
+        self, layerfs: Path, layer: LayerOpener, lower: Path | None = None
+    ) -> LayerDigests:
         """One ingest; an existing tree (`--overwrite-layers`, or left by a run that died
         before the layer's metadata) is deleted in the same transaction, so a layer images
         use never goes missing. A gateway refuses that combination: there it takes two."""
@@ -151,7 +153,8 @@ class CvmfsPublisher:
 
         def feed(stdin: IO[bytes]) -> None:
             out = cast(BinaryIO, stdin)  # a pipe: only write() is used
-            measured.append(rebuild_tar(layer.open(), out, name=layer.name).digests)
+            stats = rebuild_tar(layer.open(), out, name=layer.name, lower=lower)
+            measured.append(stats.digests)
 
         self.records.write(TransactionRecord.mine(self.repo, None, kind="ingest"))
         try:

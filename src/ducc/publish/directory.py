@@ -72,7 +72,9 @@ class DirectoryPublisher:
         yield
         self._publishes += 1
 
-    def ingest_layer(self, layerfs: Path, layer: LayerOpener) -> LayerDigests:
+    def ingest_layer(
+        self, layerfs: Path, layer: LayerOpener, lower: Path | None = None
+    ) -> LayerDigests:
         """Stage the literal layer; over an existing one (`--overwrite-layers`, or a run that
         died before the layer's metadata), swap it in atomically, so that a layer images
         already use is never missing, not even for a moment."""
@@ -83,7 +85,8 @@ class DirectoryPublisher:
             else layerfs
         )
         with staged(target) as tmp:
-            stats = apply_layer(tmp, layer.open(), mode=ApplyMode.LITERAL, name=layer.name)
+            stream = layer.open()
+            stats = apply_layer(tmp, stream, mode=ApplyMode.LITERAL, name=layer.name, lower=lower)
             (tmp / CATALOG_MARKER).touch()
         if existing:
             exchange(target, layerfs)
