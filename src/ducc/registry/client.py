@@ -21,11 +21,17 @@ import tenacity
 
 from ducc import __version__, log
 from ducc.errors import RateLimited, RegistryError, TransientError
+from ducc.metrics import METRICS
 from ducc.reference import Reference
 from ducc.registry.auth import TokenCache
 from ducc.registry.authorizer import Authorizer
 from ducc.registry.credentials import CredentialStore
-from ducc.registry.faults import error_from_response, parse_rate_limit, read_body
+from ducc.registry.faults import (
+    error_from_response,
+    parse_rate_limit,
+    rate_limit_remaining,
+    read_body,
+)
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
@@ -221,6 +227,9 @@ class RegistryClient:
             status=response.status_code,
             seconds=round(self._clock() - started, 3),
         )
+        METRICS.inc(
+            "ducc_registry_requests_total", registry=self.api_host, code=str(response.status_code)
+        )
         return response
 
     def _shown(self, url: str) -> str:
@@ -261,6 +270,9 @@ class RegistryClient:
         )
 
     def _note_rate_limit(self, response: requests.Response) -> None:
+        remaining = rate_limit_remaining(response.headers)
+        if remaining is not None:
+            METRICS.set("ducc_registry_ratelimit_remaining", remaining, registry=self.api_host)
         wait = parse_rate_limit(response.headers)
         if wait is None:
             return

@@ -117,6 +117,11 @@ def _header_number(value: str | None) -> tuple[int | None, float | None]:
     return count, window
 
 
+def rate_limit_remaining(headers: Mapping[str, str]) -> int | None:
+    """The pulls left in the window (`ratelimit-remaining: 20;w=21600` -> 20), if sent."""
+    return _header_number(headers.get("ratelimit-remaining"))[0]
+
+
 def parse_rate_limit(headers: Mapping[str, str]) -> float | None:
     """Seconds to hold back counted requests when `ratelimit-remaining` says 0, else None.
 
