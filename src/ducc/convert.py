@@ -139,7 +139,7 @@ class Converter:
         report = ConvertReport()
         for repo, wishes in by_repo(wishlist.wishes).items():
             targets, failures = self.expand(wishes)
-            self._record(failures)
+            self.record(failures)
             report.results += failures
             self.process(repo, targets, report)
         if not report.failures:
@@ -172,13 +172,13 @@ class Converter:
         with publisher.session(wait=self.options.wait):
             for target, polled in self._poll(layout, targets):
                 result = self._handle(publisher, layout, target, polled)
-                self._record([result])
+                self.record([result])
                 report.results.append(result)
         report.publishes += publisher.publishes
         report.ingests += publisher.ingests
         METRICS.inc("ducc_publishes_total", publisher.publishes)
 
-    def _record(self, results: list[ImageResult]) -> None:
+    def record(self, results: list[ImageResult]) -> None:
         """Store what each check found, and the conversions, in the local state."""
         if self.state is None:
             return

@@ -30,7 +30,7 @@ class Interrupts:
         name = signal.Signals(signum).name
         first = self.received is None
         self.received = signum
-        _log.warning("signal_received", signal=name, deferred=self._depth > 0)
+        _log.warning("signal_received", signal=name, shielded=self._depth > 0)
         if first and self._depth == 0 and not self._raised:
             self._raised = True
             raise Interrupted(f"interrupted by {name}")

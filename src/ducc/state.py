@@ -149,6 +149,13 @@ class State:
                 ),
             )
 
+    def schedule(self, cvmfs_repo: str, image: str, next_check: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE images SET next_check = ? WHERE cvmfs_repo = ? AND image = ?",
+                (next_check, cvmfs_repo, image),
+            )
+
     def record_conversion(self, conversion: Conversion) -> None:
         with self._tx() as db:
             db.execute(

@@ -164,7 +164,7 @@ def test_sigterm_finishes_or_aborts_the_transaction_and_exits_130(
 ) -> None:
     fake, recipe, args = setup
     env = {**os.environ, "FAKE_CVMFS_SLOW_PUBLISH": "1"}
-    rng = random.Random(7)  # noqa: S311 - signal moments, not secrets
+    rng = random.Random(7)
     codes = []
     for _ in range(5):
         proc = subprocess.Popen(
@@ -197,7 +197,7 @@ def test_kill_9_at_random_moments_then_the_next_run_completes(
         args = ["--publisher", "dir", "--root", str(root), "--state-dir", str(tmp_path / "s2")]
     else:
         root = fake.root
-    rng = random.Random(4)  # noqa: S311 - kill moments, not secrets
+    rng = random.Random(4)
     for _ in range(4):
         proc = subprocess.Popen(
             [sys.executable, "-m", "ducc", "convert", str(recipe), *args, "-g"],

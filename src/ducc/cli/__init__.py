@@ -13,7 +13,7 @@ from typing import NoReturn
 import click
 
 from ducc import log
-from ducc.cli import convert, ops, recipes, unpack  # noqa: F401 - they register their commands
+from ducc.cli import convert, loop, ops, recipes, unpack  # noqa: F401 - they register their commands
 from ducc.cli.group import cli, debug_enabled
 from ducc.errors import DuccError, ExitCode
 
