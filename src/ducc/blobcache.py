@@ -17,6 +17,7 @@ from ducc.digest import Digest
 from ducc.layers import LayerStream, Limits
 from ducc.metrics import METRICS
 from ducc.oci import Descriptor
+from ducc.progress import BARS, Advance, CountingReader
 from ducc.registry.blobs import download_blob
 from ducc.registry.client import RegistryClient
 
@@ -33,11 +34,13 @@ class CachedLayer:
     size: int
     diff_id: Digest
     limits: Limits
+    progress: Advance | None = None
 
     def open(self) -> LayerStream:
         # The blob was verified when it was downloaded; the diff_id is checked on every pass.
+        raw = self.path.open("rb")
         return LayerStream(
-            self.path.open("rb"),
+            CountingReader(raw, self.progress) if self.progress else raw,
             self.media_type,
             size=self.size,
             diff_id=self.diff_id,
@@ -66,7 +69,9 @@ class BlobCache:
 
         def one(descriptor: Descriptor) -> int:
             _log.info("blob_download", digest=str(descriptor.digest), size=descriptor.size)
-            download_blob(client, repository, descriptor, self.path(descriptor.digest))
+            label = f"download {descriptor.digest.hex[:12]}"
+            with BARS.task(label, descriptor.size) as advance:
+                download_blob(client, repository, descriptor, self.path(descriptor.digest), advance)
             METRICS.inc("ducc_bytes_downloaded_total", descriptor.size)
             return descriptor.size
 

@@ -10,7 +10,9 @@ one blob.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ducc import log
@@ -24,6 +26,7 @@ from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS, Layout
 from ducc.metadata import add_layer_origin, layer_complete, write_layer_info
 from ducc.metrics import METRICS
 from ducc.oci import Descriptor, layer_compression
+from ducc.progress import BARS
 from ducc.publish.base import Publisher
 from ducc.registry.client import RegistryClient
 from ducc.registry.manifests import ResolvedImage
@@ -134,6 +137,12 @@ class ImageBuilder:
             limits=self.options.limits,
         )
 
+    @contextlib.contextmanager
+    def tracked(self, plan: LayerPlan, what: str) -> Iterator[CachedLayer]:
+        """The layer's opener, reporting the bytes it reads to a progress bar on a terminal."""
+        with BARS.task(f"{what} {plan.blob.hex[:12]}", plan.descriptor.size) as advance:
+            yield replace(self.opener(plan), progress=advance)
+
     def ingest_layers(
         self, plans: list[LayerPlan], stats: BuildStats
     ) -> dict[Digest, LayerDigests]:
@@ -146,7 +155,8 @@ class ImageBuilder:
                 continue
             layerfs = self.layout.layerfs(plan.blob)
             lower = self._chain_below(plans, plan)
-            ingested[plan.blob] = self.publisher.ingest_layer(layerfs, self.opener(plan), lower)
+            with self.tracked(plan, "ingest") as layer:
+                ingested[plan.blob] = self.publisher.ingest_layer(layerfs, layer, lower)
             stats.layers_ingested += 1
             METRICS.inc("ducc_layers_ingested_total")
         return ingested
@@ -186,7 +196,8 @@ class ImageBuilder:
                 clone_tree(top, tmp)
             elif plans:
                 for plan in plans:
-                    apply_layer(tmp, self.opener(plan).open(), name=str(plan.blob))
+                    with self.tracked(plan, "apply") as layer:
+                        apply_layer(tmp, layer.open(), name=layer.name)
             config = image.config
             write_apptainer_files(
                 tmp,
@@ -211,9 +222,8 @@ class ImageBuilder:
             with staged(chain) as tmp:
                 if plan.index > 0:
                     clone_tree(self.layout.chain_dir(plans[plan.index - 1].chain), tmp)
-                apply_layer(
-                    tmp, self.opener(plan).open(), mode=ApplyMode.CHANGESET, name=str(plan.blob)
-                )
+                with self.tracked(plan, "apply") as layer:
+                    apply_layer(tmp, layer.open(), mode=ApplyMode.CHANGESET, name=layer.name)
                 _new_marker(tmp)
             stats.chains_built += 1
         return self.layout.chain_dir(plans[-1].chain) if plans else None

@@ -21,6 +21,7 @@ from ducc.errors import InputError
 from ducc.layers import ApplyMode, ApplyStats, LayerStream, Limits, apply_layer, remove_tree
 from ducc.oci import Descriptor
 from ducc.platform import Platform
+from ducc.progress import BARS, Advance, CountingReader
 from ducc.reference import Reference
 from ducc.registry.blobs import open_blob
 from ducc.registry.client import Registries, RegistryClient
@@ -142,10 +143,15 @@ def _prepare(dest: Path) -> bool:
 
 
 def _apply(dest: Path, layer: LayerSource, limits: Limits) -> ApplyStats:
+    with BARS.task(f"unpack {layer.blob.hex[:12]}", layer.size) as advance:
+        return _apply_counted(dest, layer, limits, advance)
+
+
+def _apply_counted(dest: Path, layer: LayerSource, limits: Limits, advance: Advance) -> ApplyStats:
     raw = layer.open()
     try:
         stream = LayerStream(
-            raw,
+            CountingReader(raw, advance),
             layer.media_type,
             blob=layer.blob,
             size=layer.size,

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from ducc import log
 from ducc.digest import VerifyingReader
 from ducc.errors import ManifestError, RegistryError, SizeMismatch, TransientError
 from ducc.oci import Descriptor
+from ducc.progress import CountingReader
 from ducc.registry.client import RegistryClient
 from ducc.registry.faults import READ_FAULTS
 
@@ -228,14 +230,20 @@ def read_blob(
 
 
 def download_blob(
-    client: RegistryClient, repository: str, descriptor: Descriptor, dest: Path
+    client: RegistryClient,
+    repository: str,
+    descriptor: Descriptor,
+    dest: Path,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Write the blob to `dest`: into a temp file beside it, verified, then renamed."""
+    """Write the blob to `dest`: into a temp file beside it, verified, then renamed.
+    `progress` is told the bytes as they arrive."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out, open_blob(client, repository, descriptor) as blob:
-            shutil.copyfileobj(blob, out, CHUNK)
+            source = CountingReader(blob, progress) if progress else blob
+            shutil.copyfileobj(source, out, CHUNK)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, dest)
