@@ -20,7 +20,7 @@ from ducc import log
 from ducc.digest import Digest, chain_ids
 from ducc.errors import DuccError
 from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS, METADATA, MULTIARCH, Layout
-from ducc.metadata import CONFIG_FILE, LAYERS_FILE, MANIFEST_FILE
+from ducc.metadata import CONFIG_FILE, LAYERS_FILE, MANIFEST_FILE, recorded_images
 from ducc.podman import PodmanStore
 from ducc.publish.base import Publisher
 
@@ -46,17 +46,9 @@ class GcReport:
     dry_run: bool = False
 
 
-def recorded_manifests(root: Path) -> Iterator[Path]:
-    """Every recorded image's metadata directory, per-platform ones included."""
-    for dirpath, dirnames, filenames in os.walk(root / METADATA):
-        if MANIFEST_FILE in filenames:
-            dirnames[:] = []
-            yield Path(dirpath)
-
-
 def mark(layout: Layout) -> Reachable:
     reach = Reachable()
-    for directory in recorded_manifests(layout.root):
+    for _, directory in recorded_images(layout.root, platforms=True):
         _mark_image(layout, directory, reach)
     for link in _links(layout.root):
         target = link.resolve()

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 from ducc.digest import Digest
-from ducc.layout import Layout
+from ducc.files import replace_file
+from ducc.layout import METADATA, MULTIARCH, Layout
 from ducc.reference import Reference
 
 MANIFEST_FILE = "manifest.json"
@@ -29,12 +29,21 @@ ORIGIN_FILE = "origin.json"
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `path` so that a reader sees the old content or the new, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_file(path, data)
+
+
+def recorded_images(root: Path, *, platforms: bool = False) -> list[tuple[str, Path]]:
+    """(`registry/repository:tag`, metadata directory) of every recorded image; with
+    `platforms`, also the per-platform records under `.metadata/.multiarch/`."""
+    top = root / METADATA
+    found = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        if Path(dirpath) == top and not platforms:
+            dirnames[:] = [d for d in dirnames if d != MULTIARCH]
+        if MANIFEST_FILE in filenames:
+            found.append((os.path.relpath(dirpath, top), Path(dirpath)))
+            dirnames[:] = []
+    return sorted(found)
 
 
 def recorded_digest(layout: Layout, ref: Reference) -> Digest | None:

@@ -18,14 +18,13 @@ from ducc import log
 from ducc.expansion import expand_all
 from ducc.glob import compile_glob
 from ducc.layout import METADATA, MULTIARCH, Layout
-from ducc.metadata import recorded_digest
+from ducc.metadata import recorded_digest, recorded_images
 from ducc.podman import PodmanStore
 from ducc.poller import PollStatus, poll
 from ducc.publish.base import Publisher
 from ducc.recipe import Wish
 from ducc.reference import Reference
 from ducc.registry.client import Registries
-from ducc.verify import recorded_images
 
 _log = log.get("unpublish")
 

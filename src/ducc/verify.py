@@ -19,7 +19,7 @@ from typing import Any
 from ducc.digest import Digest, digest_problem
 from ducc.errors import DuccError
 from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS, METADATA, MULTIARCH, Layout
-from ducc.metadata import INDEX_FILE, LAYERS_FILE, MANIFEST_FILE
+from ducc.metadata import INDEX_FILE, LAYERS_FILE, MANIFEST_FILE, recorded_images
 from ducc.podman import PodmanStore
 from ducc.products import APPTAINER_MARK
 
@@ -49,19 +49,6 @@ def verify(root: Path) -> VerifyReport:
     _check_shards(root / FLAT, report, "flat tree", lambda p: (p / APPTAINER_MARK).is_dir())
     _check_podman(layout, report)
     return report
-
-
-def recorded_images(root: Path) -> list[tuple[str, Path]]:
-    """(`registry/repository:tag`, metadata directory) of every recorded image."""
-    top = root / METADATA
-    found = []
-    for dirpath, dirnames, filenames in os.walk(top):
-        if Path(dirpath) == top:
-            dirnames[:] = [d for d in dirnames if d != MULTIARCH]
-        if MANIFEST_FILE in filenames:
-            found.append((os.path.relpath(dirpath, top), Path(dirpath)))
-            dirnames[:] = []
-    return sorted(found)
 
 
 def _read_json(path: Path) -> Any:

@@ -213,3 +213,28 @@ def test_kill_9_at_random_moments_then_the_next_run_completes(
         assert check.code == 0, check.stdout
         if publisher == "cvmfs":
             assert not in_transaction(fake)
+
+
+def test_directory_publisher_lets_one_ducc_at_a_time(
+    registry: LocalRegistry, tmp_path: Path
+) -> None:
+    name = unique("dirlock")
+    registry.pusher().image(f"{name}/app", "1", app_image("dirlock"))
+    recipe = write_recipe(tmp_path / "r.yaml", "local.test", [f"{registry.url}/{name}/app:1"])
+    root = tmp_path / "repo"
+    root.mkdir()
+    args = ["--publisher", "dir", "--root", str(root), "--state-dir", str(tmp_path / "s")]
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # what a running ducc holds
+    try:
+        run = ducc("convert", recipe, *args)
+        assert run.code == 0
+        assert f"another ducc is already publishing into directory {root}" in run.stderr
+        assert list(root.iterdir()) == []
+        threading.Timer(1.0, os.close, [fd]).start()
+        waited = ducc("convert", recipe, *args, "--wait")
+        assert waited.code == 0, waited.stderr
+        assert "1 added" in waited.stdout
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
