@@ -80,11 +80,13 @@ def push() -> None:
 
 
 def main() -> None:
-    if not running():
+    started = not running()
+    if started:
         start()
     push()
     print(f"demo registry on {URL}: demo/hello:1, demo/tools:v1.0, demo/tools:v1.1")
-    print(f"stop it with: pkill -f '{REGISTRY_BINARY} serve {WORK / 'config.yml'}'")
+    if started:
+        print(f"stop it with: pkill -f '{REGISTRY_BINARY} serve {WORK / 'config.yml'}'")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ converts again, and a recorded image is always complete).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from ducc.digest import Digest
@@ -71,7 +73,17 @@ def _add_to_podman(layout: Layout, ref: Reference, image: ResolvedImage, flat: P
         manifest=image.manifest.raw,
         config=config.raw,
         config_digest=str(config.digest),
+        created=_created(config.raw),
     )
+
+
+def _created(config: bytes) -> datetime | None:
+    """The image's creation time from its config (what `podman images` shows), if valid."""
+    try:
+        value = json.loads(config).get("created")
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except (ValueError, AttributeError):
+        return None
 
 
 def published_ok(layout: Layout, ref: Reference, *, skip_flat: bool) -> bool:
