@@ -18,13 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support.images import (  # noqa: E402 - needs the repository on sys.path
+    Pusher,
     directory,
     file,
     host_rootfs_entries,
     make_image,
     make_layer,
 )
-from tests.support.registry import REGISTRY_BINARY, Pusher  # noqa: E402
+from tests.support.registry import REGISTRY_BINARY  # noqa: E402
 
 PORT = 5055
 URL = f"http://127.0.0.1:{PORT}"
