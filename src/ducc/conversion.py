@@ -47,15 +47,28 @@ class ImageJob:
         needed = [p for image, plan in self.pairs for p in builder.needed_blobs(image, plan)]
         try:
             self.stats.bytes_downloaded = builder.download(self.ref.repository, needed)
-            flats = self._build_flats()
-            for plan in self.plans:
-                self.ingested.update(builder.ingest_layers(plan, self.stats))
+            if builder.options.server_overlay:
+                self._ingest()
+                flats = self._overlay_flats()
+            else:
+                flats = self._build_flats()
+                self._ingest()
             with self.publisher.transaction():
                 self._finish(flats)
         finally:
             builder.cache.discard([p.blob for p in needed])
         _log.info("image_converted", image=str(self.ref), layers=self.stats.layers_ingested)
         return self.stats
+
+    def _ingest(self) -> None:
+        for plan in self.plans:
+            self.ingested.update(self.builder.ingest_layers(plan, self.stats))
+
+    def _overlay_flats(self) -> list[Path | None]:
+        """`cvmfs_server overlay` of the published layer trees: one publish per flat tree."""
+        if self.builder.options.skip_flat:
+            return [None] * len(self.images)
+        return [self.builder.overlay_flat(i, p, self.stats) for i, p in self.pairs]
 
     def _build_flats(self) -> list[Path | None]:
         """Chains and flat trees: one transaction, or (gateway) one per `.flat/<xx>` lease so
@@ -85,8 +98,10 @@ class ImageJob:
 
     def _finish(self, flats: list[Path | None]) -> None:
         """Layer metadata, catalog markers, links, the podman entry and image metadata."""
-        for image, plan in self.pairs:
+        for (image, plan), flat in zip(self.pairs, flats, strict=True):
             self.builder.write_layer_metadata(image, plan, self.ingested)
+            if flat is not None:
+                self.builder.complete_flat(image, flat)
         self.builder.top_markers()
         converted = [Converted(i, f) for i, f in zip(self.images, flats, strict=True)]
         variant = self.multi_arch and any(i.index is not None for i in self.images)

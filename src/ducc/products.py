@@ -40,6 +40,7 @@ class BuildOptions:
     skip_flat: bool = False
     skip_chains: bool = False
     overwrite_layers: bool = False
+    server_overlay: bool = False  # flat trees merged by `cvmfs_server overlay` from the layers
     max_concurrent_downloads: int = 4
     limits: Limits = field(default_factory=Limits)
 
@@ -103,7 +104,8 @@ class ImageBuilder:
     def needed_blobs(self, image: ResolvedImage, plans: list[LayerPlan]) -> list[LayerPlan]:
         """Layers whose blob this build reads: new layers, and those of missing chains."""
         new = {p.index for p in plans if self._layer_missing(p)}
-        if not self.options.skip_flat and not flat_complete(self.layout, image.config.digest):
+        flat_needed = not self.options.skip_flat and not self.options.server_overlay
+        if flat_needed and not flat_complete(self.layout, image.config.digest):
             start = 0 if self.options.skip_chains else self._chains_present(plans)
             new.update(range(start, len(plans)))
         return [p for p in plans if p.index in new]
@@ -210,6 +212,32 @@ class ImageBuilder:
         stats.flat_built = True
         _log.info("flat_built", image=str(image.reference), path=str(flat))
         return flat
+
+    def overlay_flat(self, image: ResolvedImage, plans: list[LayerPlan], stats: BuildStats) -> Path:
+        """The flat tree merged on the server from the published layer trees (catalog level,
+        no data copied); Apptainer's files follow in the image's final transaction."""
+        flat = self.layout.flat_dir(image.config.digest)
+        if flat_complete(self.layout, image.config.digest):
+            return flat
+        if flat.exists() or flat.is_symlink():  # merged by a run that died before its files
+            _log.warning("incomplete_flat_rebuilt", path=str(flat))
+            self.publisher.delete([flat])
+        self.publisher.overlay([self.layout.layerfs(p.blob) for p in plans], flat)
+        stats.flat_built = True
+        return flat
+
+    def complete_flat(self, image: ResolvedImage, flat: Path) -> None:
+        """Apptainer's files in a flat tree that lacks them (inside a transaction)."""
+        if (flat / APPTAINER_MARK).is_dir():
+            return
+        config = image.config
+        write_apptainer_files(
+            flat,
+            env=config.env,
+            entrypoint=config.entrypoint,
+            cmd=config.cmd,
+            working_dir=config.working_dir,
+        )
 
     def _build_chains(self, plans: list[LayerPlan], stats: BuildStats) -> Path | None:
         """Chains from the highest existing one to the top; the top chain's path."""

@@ -15,7 +15,16 @@ import pytest
 
 from tests.fakes.fixture import FakeCvmfs
 from tests.support.ducc import Run, app_image, app_layer, base_layer, ducc, unique, write_recipe
-from tests.support.images import Image, Index, file, hardlink, make_image, make_index, make_layer
+from tests.support.images import (
+    Image,
+    Index,
+    file,
+    hardlink,
+    make_image,
+    make_index,
+    make_layer,
+    whiteout,
+)
 from tests.support.podman import (
     PODMAN,
     RUNC,
@@ -289,4 +298,30 @@ def test_hard_link_to_a_file_of_a_lower_layer(
     layerfs = target.root / ".layers" / upper.digest[7:9] / upper.digest[7:] / "layerfs"
     assert (layerfs / "link").read_text() == "shared content"  # copied from the layer below
     assert not (layerfs / "data").exists()
+    assert ducc("verify", target.root).code == 0
+
+
+def test_server_overlay_merges_flat_trees_on_the_server(
+    registry: LocalRegistry, target: Target, tmp_path: Path
+) -> None:
+    name = unique("overlay")
+    gone = make_layer([file("etc/gone", "x"), file("etc/kept", "lower")])
+    top = make_layer([whiteout("etc/gone"), file("etc/kept", "upper")])
+    registry.pusher().image(f"{name}/app", "1", make_image([base_layer(), gone, top]))
+    ref = f"{registry.url}/{name}/app:1"
+    recipe = write_recipe(tmp_path / "r.yaml", target.repo, [ref])
+    run = target.convert(recipe, "--server-overlay")
+    if target.fake is None:
+        assert run.code == 2
+        assert "--server-overlay needs the cvmfs publisher" in run.stderr
+        return
+    assert run.code == 0, run.stderr
+    assert target.fake.count("overlay") == 1
+    assert run.json()["publishes"] == 2  # the overlay, then the image's final transaction
+    flat = public(target, ref).resolve()
+    assert (flat / "etc/kept").read_text() == "upper"
+    assert not (flat / "etc/gone").exists()
+    assert not (flat / "etc/.wh.gone").exists()
+    assert (flat / ".singularity.d/runscript").is_file()
+    assert not (target.root / ".chains").exists()
     assert ducc("verify", target.root).code == 0

@@ -79,6 +79,11 @@ def conversion_options(func: F) -> F:
             click.option("-p", "--skip-podman", is_flag=True, help="No podman store entry."),
             click.option("--skip-chains", is_flag=True, help="Build flat trees without chains."),
             click.option(
+                "--server-overlay",
+                is_flag=True,
+                help="Merge flat trees with `cvmfs_server overlay` (catalog level, no chains).",
+            ),
+            click.option(
                 "-m", "--multi-arch", is_flag=True, help="Convert every platform of an index."
             ),
             click.option(
@@ -153,9 +158,12 @@ def publisher_settings(kw: dict[str, Any], *, quiet: bool = False) -> PublisherS
 def build_converter(kw: dict[str, Any], *, dry_run: bool = False) -> Converter:
     """A converter from the shared options (the CLI's one place for settings)."""
     settings = publisher_settings(kw, quiet=dry_run)
+    if kw["server_overlay"] and settings.kind != PublisherKind.CVMFS:
+        raise InputError("--server-overlay needs the cvmfs publisher (cvmfs_server overlay)")
     build = BuildOptions(
         skip_flat=kw["skip_flat"],
-        skip_chains=kw["skip_chains"] or kw["gateway"],
+        skip_chains=kw["skip_chains"] or kw["gateway"] or kw["server_overlay"],
+        server_overlay=kw["server_overlay"],
         overwrite_layers=kw["overwrite_layers"],
         max_concurrent_downloads=kw["max_concurrent_downloads"],
         limits=Limits(),

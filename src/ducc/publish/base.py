@@ -55,6 +55,11 @@ class Publisher(Protocol):
         the layer, where a hard link to a file of a lower layer finds its content."""
         ...
 
+    def overlay(self, layers: Sequence[Path], dest: Path) -> None:
+        """Merge layer trees (bottom first) into `dest` on the server, with OCI whiteout
+        semantics (`cvmfs_server overlay`; its own publish)."""
+        ...
+
     def delete(self, paths: Sequence[Path]) -> None:
         """Remove products (absolute paths under `root`)."""
         ...

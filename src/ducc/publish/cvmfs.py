@@ -165,8 +165,18 @@ class CvmfsPublisher:
         self.records.remove(self.repo, None)
         return measured[0]
 
+    def overlay(self, layers: Sequence[Path], dest: Path) -> None:
+        self.records.write(TransactionRecord.mine(self.repo, None, kind="overlay"))
+        try:
+            self.server.overlay(self.repo, [self._rel(p) for p in layers], self._rel(dest))
+        except BaseException:
+            self._clean_failed_ingest()
+            raise
+        self.records.remove(self.repo, None)
+
     def _clean_failed_ingest(self) -> None:
-        """A failed ingest may leave the repository in the transaction it opened: ours."""
+        """A failed ingest or overlay may leave the repository in the transaction it opened:
+        ours, so it is aborted."""
         with INTERRUPTS.shielded():
             try:
                 status = self.server.repositories().get(self.repo)

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ducc import log
+from ducc.errors import PublishError
 from ducc.files import exchange
 from ducc.layers.apply import ApplyMode, apply_layer
 from ducc.layers.stage import remove_tree, staged
@@ -93,6 +94,12 @@ class DirectoryPublisher:
             remove_tree(target)  # now the old tree
         self._ingests += 1
         return stats.digests
+
+    def overlay(self, layers: Sequence[Path], dest: Path) -> None:
+        raise PublishError(
+            "the directory publisher has no server-side overlay",
+            hint="drop --server-overlay, or publish with --publisher cvmfs",
+        )
 
     def delete(self, paths: Sequence[Path]) -> None:
         for path in paths:
