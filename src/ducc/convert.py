@@ -1,8 +1,8 @@
 """`ducc convert`: expand the wishes, poll them, convert what is new or changed, publish.
 
-Per image: layers are ingested (one publish each on CernVM-FS), then one transaction
-builds chains and the flat tree and writes links, the podman entry and the metadata. A
-failing image is reported and the others go on; only an interruption stops the run.
+One image's conversion is `conversion.ImageJob` (chains and flat tree, new layers, then
+links, podman entry and metadata). A failing image is reported and the others go on; only
+an interruption stops the run. The repository is held (locked) while it is converted.
 """
 
 from __future__ import annotations
