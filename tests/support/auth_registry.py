@@ -34,7 +34,8 @@ class Seen:
 class Faults:
     token_status: int | None = None  # the token service answers this status instead
     token_body: bytes | None = None  # ... or this body with 200
-    deny: bool = False  # 403 DENIED to an authorized request, echoing its header
+    deny: Literal["", "header", "bare"] = ""  # 403 DENIED to an authorized request, echoing
+    # its `Authorization` header, or the bare credential in it
     redirect_blobs_to: str | None = None  # base URL blob GETs are redirected to (307)
 
 
@@ -139,7 +140,8 @@ def _handler(registry: AuthRegistry) -> type[BaseHTTPRequestHandler]:
                 challenge = {"WWW-Authenticate": registry.challenge(repository)}
                 self._reply(401, _error("UNAUTHORIZED", "authentication required"), challenge)
             elif registry.faults.deny and self.path != "/v2/":
-                self._reply(403, _error("DENIED", f"no pull access for {header}"))
+                echoed = header if registry.faults.deny == "header" else header.split()[-1]
+                self._reply(403, _error("DENIED", f"no pull access for {echoed}"))
             elif registry.faults.redirect_blobs_to and "/blobs/" in self.path:
                 target = registry.faults.redirect_blobs_to.rstrip("/") + self.path
                 self._reply(307, b"", {"Location": target})
