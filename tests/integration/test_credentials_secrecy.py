@@ -239,14 +239,13 @@ def test_wrong_password_bearer(
     front.password = SECRET + "-wrong-too"  # neither the right one nor the one ducc sends
     runs = failures(scanner, tmp_path, env, f"{front.url}/{pushed.repository}")
     assert "401" in runs[2].stderr
-    front.password = SECRET
 
 
 def test_wrong_password_basic(
     scanner: Scanner, registry: LocalRegistry, pushed: Pushed, tmp_path: Path
 ) -> None:
     with AuthRegistry(registry.url, mode="basic", user=USER, password=SECRET) as front:
-        env = credentials_env(tmp_path, front.host, "ducc_env", password=SECRET[::-1])
+        env = credentials_env(tmp_path, front.host, "ducc_env", password=SECRET + "-wrong")
         runs = failures(scanner, tmp_path, env, f"{front.url}/{pushed.repository}")
         assert "authentication required" in runs[2].stderr
         assert any(s.authorization.startswith("Basic ") for s in front.seen)
