@@ -98,8 +98,8 @@ class Scanner:
 
 
 @pytest.fixture(scope="module")
-def scanner() -> Iterator[Scanner]:
-    with Zygote() as zygote:
+def scanner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scanner]:
+    with Zygote(tmp_path_factory.mktemp("zygote")) as zygote:
         found = Scanner(zygote)
         yield found
     report = os.environ.get("DUCC_SECRECY_REPORT")

@@ -308,7 +308,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     """Every case of the catalogue, run once."""
     base = tmp_path_factory.mktemp("hostile-recipes")
     found: dict[str, Outcome] = {}
-    with Zygote() as zygote:
+    with Zygote(base) as zygote:
         for case in CASES:
             found[case.name] = _run_case(zygote, case, base / case.name)
         for index, (reference, _) in enumerate(REFERENCES):

@@ -29,14 +29,20 @@ _REPO = Path(__file__).resolve().parents[2]
 
 
 class Zygote:
-    """`with Zygote() as z: z.run("check", path, cwd=...)`; safe to call from threads (one
-    command at a time per zygote: the catalogue's commands take milliseconds once forked)."""
+    """`with Zygote(tmp_path) as z: z.run("check", path, cwd=...)`; safe to call from threads
+    (one command at a time: the catalogue's commands take milliseconds once forked). Captured
+    output is kept in `workdir` while a command runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, workdir: Path) -> None:
         self._lock = threading.Lock()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_REPO), *sys.path])}
         self._process = subprocess.Popen(
-            [sys.executable, "-c", "from tests.support.zygote import serve; serve()"],
+            [
+                sys.executable,
+                "-c",
+                "from tests.support.zygote import serve; serve()",
+                os.fspath(workdir),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -88,20 +94,21 @@ class Zygote:
 
 
 def serve() -> None:
-    """The server loop: one JSON request per line on stdin, one JSON reply per line."""
+    """The server loop: one JSON request per line on stdin, one JSON reply per line;
+    `sys.argv[1]` is the directory for captured output."""
     import ducc.cli  # noqa: F401 - imported once, before any fork
 
     channel = os.fdopen(os.dup(1), "w")
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 1)  # nothing but replies may reach the channel
     for line in sys.stdin:
-        reply = _one(json.loads(line))
+        reply = _one(json.loads(line), Path(sys.argv[1]))
         channel.write(json.dumps(reply) + "\n")
         channel.flush()
 
 
-def _one(request: dict[str, Any]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="zygote-") as tmp:
+def _one(request: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="zygote-", dir=workdir) as tmp:
         out_path, err_path = Path(tmp) / "stdout", Path(tmp) / "stderr"
         sys.stdout.flush()
         sys.stderr.flush()
