@@ -170,7 +170,11 @@ CASES = [
         ("recipe.yaml:4: input[0]:", "carries credentials", "recipe.yaml:5: input[1]:"),
         absent=(SECRET, "alice"),
     ),
-    Case("not_utf8", _entries("quay.io/a/b:1") + "  - 'quay.io/\xff'\n", ()),  # see below
+    Case(
+        "not_utf8",
+        (_entries("quay.io/a/b:1") + "  - 'quay.io/a/").encode() + b"\xff'\n",
+        ("recipe.yaml:5: not UTF-8 (byte 0xff)",),
+    ),
     Case("binary", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), ("not UTF-8",)),
     Case("missing_file", None, ("recipe.yaml: cannot read the recipe",)),
     Case("directory", None, ("recipe.yaml", "is a directory"), directory=True),
@@ -219,13 +223,6 @@ CASES = [
         ("recipe.yaml:1: version", "recipe.yaml:2: cvmfs_repo", "recipe.yaml:5: input[1]"),
     ),
 ]
-# Not UTF-8: bytes, so written apart from the text cases above.
-CASES[[c.name for c in CASES].index("not_utf8")] = Case(
-    "not_utf8",
-    (_entries("quay.io/a/b:1") + "  - 'quay.io/a/").encode() + b"\xff'\n",
-    ("recipe.yaml:5: not UTF-8 (byte 0xff)",),
-)
-
 # (reference, fragment): for convert-single-image and download-manifest, no recipe.
 REFERENCES = [
     ("", "empty image reference"),
@@ -285,8 +282,7 @@ def _run_case(zygote: Zygote, case: Case, workdir: Path) -> Outcome:
     runs, seconds = {}, {}
     for name, argv in commands.items():
         runs[name], seconds[name] = zygote.run(*argv, cwd=workdir)
-    written = [str(p) for d in (root, state) if d.exists() for p in [d, *d.rglob("*")]]
-    return Outcome(runs, seconds, written)
+    return Outcome(runs, seconds, _written(root, state))
 
 
 def _run_reference(zygote: Zygote, reference: str, workdir: Path) -> Outcome:
@@ -299,8 +295,11 @@ def _run_reference(zygote: Zygote, reference: str, workdir: Path) -> Outcome:
         )[0],
         "download-manifest": zygote.run("download-manifest", reference, cwd=workdir)[0],
     }
-    written = [str(p) for d in (root, state) if d.exists() for p in [d, *d.rglob("*")]]
-    return Outcome(runs, {}, written)
+    return Outcome(runs, {}, _written(root, state))
+
+
+def _written(*directories: Path) -> list[str]:
+    return [str(p) for d in directories if d.exists() for p in [d, *d.rglob("*")]]
 
 
 @pytest.fixture(scope="module")
