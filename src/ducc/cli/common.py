@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import click
 
@@ -35,7 +36,7 @@ def warn(lines: list[str]) -> None:
 
 def registry_settings(environ: Mapping[str, str]) -> RegistrySettings:
     """The defaults, overridden by the `DUCC_REGISTRY_*` variables set in `environ`."""
-    values: dict[str, float | int] = {}
+    values: dict[str, Any] = {}
     problems = []
     for name, (attribute, expected) in REGISTRY_ENVIRONMENT.items():
         text = environ.get(name, "").strip()
