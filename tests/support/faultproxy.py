@@ -32,6 +32,7 @@ _SKIP_ANSWER = _HOP_BY_HOP | {"content-length", "date", "server"}
 
 class Fault(StrEnum):
     STATUS = "status"  # answer `status` (with `Retry-After` when set), never forward
+    DROP = "drop"  # no answer at all: a TCP reset before any header
     RESET = "reset"  # headers and `keep` body bytes, then a TCP reset
     TRUNCATE = "truncate"  # full Content-Length, `keep` body bytes, then a clean close
     FLIP = "flip"  # the whole body with one byte inverted (same length)
@@ -71,7 +72,7 @@ class Seen:
     path: str
     kind: str  # base, manifest, blob, tags or other
     range: str | None
-    status: int
+    status: int  # 0: none (dropped)
     fault: Fault | None
     at: float  # time.monotonic() when it arrived
 
@@ -212,6 +213,10 @@ class _Handler(BaseHTTPRequestHandler):
             note(rule.status)
             self._status(rule)
             return
+        if rule is not None and rule.fault is Fault.DROP:
+            note(0)
+            self._reset()
+            return
         status, headers, body = self._forward(method)
         if rule is not None and rule.fault is Fault.REPLACE:
             status, headers, body = 200, _replaced(headers, rule), rule.body
@@ -297,9 +302,13 @@ class _Handler(BaseHTTPRequestHandler):
         if rule.fault is Fault.STALL:
             self.shared.stopping.wait(rule.stall)
         if rule.fault is Fault.RESET:
-            # SO_LINGER 0: close() sends RST instead of FIN (the peer sees ECONNRESET).
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
+            self._reset()
+
+    def _reset(self) -> None:
+        # SO_LINGER 0: close() sends RST instead of FIN (the peer sees ECONNRESET).
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
 
 
 def _replaced(headers: list[tuple[str, str]], rule: Rule) -> list[tuple[str, str]]:
