@@ -103,6 +103,7 @@ BLOB = rf"/blobs/{DATA_BLOB}$"
 CLEAN_RUN = 6
 MANIFEST = r"/manifests/1$"
 ANY_MANIFEST = r"/manifests/"
+PROBE = r"^/v2/$"
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,22 @@ CASES = [
         "HEAD",
         MANIFEST,
         3,
+    ),
+    Case(
+        "503-burst-probe",
+        "GET /v2/ (the API probe): 503 twice",
+        _rule(Fault.STATUS, "GET", PROBE, status=503, times=2),
+        "GET",
+        PROBE,
+        3,
+    ),
+    Case(
+        "reset-every-64k",
+        "layer GET: headers and 65,536 bytes, then TCP RST (always)",
+        _rule(Fault.RESET, "GET", BLOB, keep=1 << 16, times=None),
+        "GET",
+        BLOB,
+        -(-len(IMAGE.layers[0].blob) // (1 << 16)),  # each request brings 64 KiB more
     ),
     Case(
         "429-retry-after",
