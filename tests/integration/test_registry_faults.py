@@ -124,14 +124,16 @@ def _rule(fault: Fault, method: str, path: str, **kw: object) -> Callable[[Pushe
 
 
 def _swap_rule(pushed: Pushed) -> Rule:
+    """Just before the manifest GET, the tag is re-pushed to OTHER (after the poll's HEAD)."""
     return Rule(Fault.BEFORE, "GET", ANY_MANIFEST, before=lambda: pushed.repush(OTHER))
 
 
 def _replace_rule(_: Pushed) -> Rule:
-    return Rule(Fault.REPLACE, "GET", ANY_MANIFEST, body=OTHER.manifest, media_type=OTHER_TYPE)
+    """The manifest GET answers OTHER's manifest, with OTHER's digest header."""
+    return Rule(
+        Fault.REPLACE, "GET", ANY_MANIFEST, body=OTHER.manifest, media_type=OTHER.manifest_type
+    )
 
-
-OTHER_TYPE = OTHER.manifest_type
 
 STALL = 4 * READ_TIMEOUT
 CASES = [
