@@ -1,4 +1,5 @@
-"""Durations as operators write them (`90s`, `10m`, `1h30m`, `7d`) and byte sizes for humans."""
+"""Durations and byte sizes as operators write them (`90s`, `1h30m`; `512M`, `2G`), and
+byte sizes for humans."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from ducc.errors import InputError
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE = re.compile(r"(\d+)\s*([kmgtp]?)(?:i?b)?")
+_BYTES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
 def parse_duration(text: str) -> float:
@@ -24,6 +27,15 @@ def parse_duration(text: str) -> float:
     if not text or pos != len(text):
         raise InputError(f"bad duration {text!r}: use e.g. 90s, 10m, 1h30m, 7d")
     return total
+
+
+def parse_size(text: str) -> int:
+    """Bytes in `text`: a whole number with an optional binary unit (`512M`, `2GiB`, `1t`).
+    Raises `InputError` when malformed."""
+    match = _SIZE.fullmatch(text.strip().lower())
+    if match is None:
+        raise InputError(f"bad size {text!r}: use bytes or e.g. 64M, 2G, 1T (powers of 1024)")
+    return int(match.group(1)) * _BYTES[match.group(2)]
 
 
 def human_bytes(count: float) -> str:

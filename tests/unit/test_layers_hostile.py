@@ -349,3 +349,20 @@ def test_digest_of_hostile_layer_is_irrelevant_to_refusal(world: World) -> None:
     stream = LayerStream(io.BytesIO(data), TAR, blob=Digest.of(data), name=EVIL)
     with pytest.raises(HostileLayer):
         apply_layer(world.root, stream, name=EVIL)
+
+
+@pytest.mark.parametrize(
+    ("pax_mtime", "sign"),
+    [("nan", 0), ("inf", 1), ("-inf", -1), ("1e300", 1), ("9" * 40, 1), ("-" + "9" * 40, -1)],
+)
+def test_absurd_pax_times_are_clamped_not_a_crash(world: World, pax_mtime: str, sign: int) -> None:
+    # tarfile turns a PAX mtime into a float: `nan`, `inf` and 1e300 used to escape as
+    # ValueError/OverflowError from int(); the entry is kept with a clamped time instead.
+    world.freeze()
+    stats = apply(world.root, [f("victim", b"v", pax={"mtime": pax_mtime}), d("dir")])
+    assert stats.files == 1
+    assert _inside(world, "victim") == b"v"
+    mtime = os.lstat(world.root / "victim").st_mtime_ns
+    # Clamped to the extreme of its sign (the file system caps it further: 2**31 s on tmpfs).
+    assert mtime == 0 if sign == 0 else mtime * sign >= (1 << 31) * 1_000_000_000
+    world.assert_untouched()

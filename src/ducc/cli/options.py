@@ -14,9 +14,11 @@ from ducc.cli.common import open_registries, platform_option
 from ducc.convert import Converter, ConvertOptions
 from ducc.errors import InputError
 from ducc.layers import Limits
+from ducc.layers.limits import GIB
 from ducc.products import BuildOptions
 from ducc.publish.factory import PublisherKind, PublisherSettings, default_kind
 from ducc.state import State, default_state_dir
+from ducc.units import parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 _log = log.get("cli")
@@ -68,6 +70,57 @@ def publisher_options(func: F) -> F:
     )
 
 
+def _size(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    try:
+        count = parse_size(value)
+    except InputError as exc:
+        raise click.BadParameter(exc.message) from None
+    if count < 1:
+        raise click.BadParameter("must be at least 1 byte")
+    return count
+
+
+def limit_options(func: F) -> F:
+    """Caps on one layer: a layer beyond any of them is refused as hostile (tar bombs)."""
+    default = Limits()
+    return _apply(
+        func,
+        [
+            click.option(
+                "--max-layer-entries",
+                type=click.IntRange(min=1),
+                default=default.max_entries,
+                show_default=True,
+                help="Refuse a layer with more tar entries than this.",
+            ),
+            click.option(
+                "--max-layer-bytes",
+                callback=_size,
+                metavar="SIZE",
+                default=f"{default.max_bytes // GIB}G",
+                show_default=True,
+                help="Refuse a layer whose tar stream expands beyond SIZE (bytes, or 64M, 2G).",
+            ),
+            click.option(
+                "--max-path-length",
+                type=click.IntRange(min=1),
+                default=default.max_path,
+                show_default=True,
+                help="Refuse a layer with a name or link target longer (bytes) than this.",
+            ),
+        ],
+    )
+
+
+def limits_of(kw: dict[str, Any]) -> Limits:
+    """The layer caps from `limit_options` (removed from `kw`)."""
+    return Limits(
+        max_entries=kw.pop("max_layer_entries"),
+        max_bytes=kw.pop("max_layer_bytes"),
+        max_path=kw.pop("max_path_length"),
+    )
+
+
 def conversion_options(func: F) -> F:
     """What to build (convert, convert-single-image, loop); DUCC's names where it has them."""
     return _apply(
@@ -116,6 +169,7 @@ def conversion_options(func: F) -> F:
                 hidden=True,
                 help="Accepted for DUCC compatibility; ducc never builds thin images.",
             ),
+            limit_options,
         ],
     )
 
@@ -166,7 +220,7 @@ def build_converter(kw: dict[str, Any], *, dry_run: bool = False) -> Converter:
         server_overlay=kw["server_overlay"],
         overwrite_layers=kw["overwrite_layers"],
         max_concurrent_downloads=kw["max_concurrent_downloads"],
-        limits=Limits(),
+        limits=limits_of(kw),
     )
     options = ConvertOptions(
         build=build,

@@ -9,6 +9,7 @@ import click
 
 from ducc.cli.common import open_registries, platform_option
 from ducc.cli.group import cli
+from ducc.cli.options import limit_options, limits_of
 from ducc.platform import Platform
 from ducc.reference import parse_reference
 from ducc.unpack import UnpackedImage, unpack_image
@@ -24,7 +25,8 @@ from ducc.unpack import UnpackedImage, unpack_image
     help="The platform picked from an index (default linux/amd64).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print what was unpacked as JSON.")
-def unpack(image: str, dest: Path, platform: Platform | None, as_json: bool) -> None:
+@limit_options
+def unpack(image: str, dest: Path, platform: Platform | None, as_json: bool, **kw: int) -> None:
     """Pull IMAGE and write its flat root filesystem into DEST (new or empty).
 
     Layers stream from the registry once each, verified (blob digest, diff_id) and applied
@@ -32,7 +34,7 @@ def unpack(image: str, dest: Path, platform: Platform | None, as_json: bool) -> 
     """
     ref = parse_reference(image)
     with open_registries() as registries:
-        result = unpack_image(registries, ref, dest, platform=platform)
+        result = unpack_image(registries, ref, dest, platform=platform, limits=limits_of(kw))
     summary = _summary(str(ref), dest, result)
     if as_json:
         click.echo(json.dumps(summary, indent=2))

@@ -9,6 +9,7 @@ belong to the host, not the image.
 
 from __future__ import annotations
 
+import math
 import os
 import tarfile
 from dataclasses import dataclass
@@ -54,11 +55,21 @@ def times_of(info: tarfile.TarInfo) -> tuple[int, int]:
         mtime = info.mtime * 1_000_000_000  # the common case: whole seconds, no PAX
         return mtime, mtime
     try:
-        mtime = parse_ns(pax["mtime"]) if "mtime" in pax else int(info.mtime * 1_000_000_000)
+        mtime = parse_ns(pax["mtime"]) if "mtime" in pax else _seconds_ns(info.mtime)
         atime = parse_ns(pax["atime"]) if "atime" in pax else mtime
     except ValueError:
-        mtime = atime = int(info.mtime * 1_000_000_000)
+        mtime = atime = _seconds_ns(info.mtime)
     return _clamp(atime), _clamp(mtime)
+
+
+def _seconds_ns(seconds: float) -> int:
+    """tarfile's float seconds as nanoseconds: a PAX `nan` is 0, `inf` and huge values
+    clamp (int() of them raises, and a layer must not crash the run)."""
+    if math.isnan(seconds):
+        return 0
+    if abs(seconds) > _SECONDS_MAX:
+        return _NS_MAX if seconds > 0 else -_NS_MAX
+    return int(seconds * 1_000_000_000)
 
 
 def _clamp(ns: int) -> int:
