@@ -15,6 +15,7 @@ from pathlib import Path
 from ducc import log
 from ducc.digest import Digest
 from ducc.layers import LayerStream, Limits
+from ducc.layers.stream import READ_AHEAD_BYTES
 from ducc.metrics import METRICS
 from ducc.oci import Descriptor
 from ducc.progress import BARS, Advance, CountingReader
@@ -45,7 +46,8 @@ class CachedLayer:
             size=self.size,
             diff_id=self.diff_id,
             name=self.name,
-            max_bytes=self.limits.max_bytes,
+            # The tar reader refuses per entry; the stream's cap is the backstop behind it.
+            max_bytes=self.limits.max_bytes + READ_AHEAD_BYTES,
         )
 
 

@@ -199,7 +199,7 @@ class ImageBuilder:
             elif plans:
                 for plan in plans:
                     with self.tracked(plan, "apply") as layer:
-                        apply_layer(tmp, layer.open(), name=layer.name)
+                        apply_layer(tmp, layer.open(), limits=layer.limits, name=layer.name)
             config = image.config
             write_apptainer_files(
                 tmp,
@@ -251,7 +251,13 @@ class ImageBuilder:
                 if plan.index > 0:
                     clone_tree(self.layout.chain_dir(plans[plan.index - 1].chain), tmp)
                 with self.tracked(plan, "apply") as layer:
-                    apply_layer(tmp, layer.open(), mode=ApplyMode.CHANGESET, name=layer.name)
+                    apply_layer(
+                        tmp,
+                        layer.open(),
+                        mode=ApplyMode.CHANGESET,
+                        limits=layer.limits,
+                        name=layer.name,
+                    )
                 _new_marker(tmp)
             stats.chains_built += 1
         return self.layout.chain_dir(plans[-1].chain) if plans else None

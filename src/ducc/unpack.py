@@ -19,6 +19,7 @@ from ducc import log
 from ducc.digest import BinaryReadable, Digest
 from ducc.errors import InputError
 from ducc.layers import ApplyMode, ApplyStats, LayerStream, Limits, apply_layer, remove_tree
+from ducc.layers.stream import READ_AHEAD_BYTES
 from ducc.oci import Descriptor
 from ducc.platform import Platform
 from ducc.progress import BARS, Advance, CountingReader
@@ -157,7 +158,7 @@ def _apply_counted(dest: Path, layer: LayerSource, limits: Limits, advance: Adva
             size=layer.size,
             diff_id=layer.diff_id,
             name=layer.name,
-            max_bytes=limits.max_bytes,
+            max_bytes=limits.max_bytes + READ_AHEAD_BYTES,  # a backstop: entries are checked
             blob_verified=layer.verified,
         )
         stats = apply_layer(dest, stream, mode=ApplyMode.CHANGESET, limits=limits, name=layer.name)

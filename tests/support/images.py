@@ -139,9 +139,13 @@ def compress(data: bytes, compression: Compression) -> bytes:
 
 @dataclass(frozen=True)
 class Layer:
+    """A layer blob; `claimed_diff_id` (raw blobs, see hostile.raw_layer) is what the config
+    names instead of the digest of `tar`."""
+
     tar: bytes
     blob: bytes
     media_type: str
+    claimed_diff_id: str | None = None
 
     @property
     def digest(self) -> str:
@@ -149,7 +153,7 @@ class Layer:
 
     @property
     def diff_id(self) -> str:
-        return sha256(self.tar)
+        return self.claimed_diff_id or sha256(self.tar)
 
     def descriptor(self) -> dict[str, object]:
         return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.blob)}

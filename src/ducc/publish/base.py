@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
+from ducc.layers.limits import Limits
 from ducc.layers.stream import LayerDigests, LayerStream
 
 
@@ -20,6 +21,9 @@ class LayerOpener(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def limits(self) -> Limits: ...
 
     def open(self) -> LayerStream: ...
 

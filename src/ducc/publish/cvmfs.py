@@ -153,7 +153,9 @@ class CvmfsPublisher:
 
         def feed(stdin: IO[bytes]) -> None:
             out = cast(BinaryIO, stdin)  # a pipe: only write() is used
-            stats = rebuild_tar(layer.open(), out, name=layer.name, lower=lower)
+            stats = rebuild_tar(
+                layer.open(), out, limits=layer.limits, name=layer.name, lower=lower
+            )
             measured.append(stats.digests)
 
         self.records.write(TransactionRecord.mine(self.repo, None, kind="ingest"))

@@ -87,7 +87,14 @@ class DirectoryPublisher:
         )
         with staged(target) as tmp:
             stream = layer.open()
-            stats = apply_layer(tmp, stream, mode=ApplyMode.LITERAL, name=layer.name, lower=lower)
+            stats = apply_layer(
+                tmp,
+                stream,
+                mode=ApplyMode.LITERAL,
+                limits=layer.limits,
+                name=layer.name,
+                lower=lower,
+            )
             (tmp / CATALOG_MARKER).touch()
         if existing:
             exchange(target, layerfs)

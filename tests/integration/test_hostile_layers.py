@@ -1,0 +1,258 @@
+"""Hostile layers end to end, as a user meets them: pushed to a real registry, then
+`ducc convert` (dir publisher) over one recipe naming every case, and `ducc unpack` for a
+subset. Refused cases fail their image with an error naming the layer and the entry and
+publish nothing of it; contained cases convert with the attack neutralised inside the tree.
+Whatever happens, nothing outside the repository, state and unpack targets changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.support.ducc import Run, ducc, unique, write_recipe
+from tests.support.hostile_cases import (
+    BASE,
+    CAP_OPTIONS,
+    HostileCase,
+    Targets,
+    catalogue,
+)
+from tests.support.images import Image, file, make_image, make_layer
+from tests.support.registry import LocalRegistry
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CASES = {case.id: case for case in catalogue(Targets("/outside", "/absent"))}
+UNPACKED = [case_id for case_id, case in CASES.items() if case.unpack]
+TARGETS = {"repo", "state", "unpack"}  # where ducc may write; everything else is watched
+ETC_PASSWD = Path("/etc/passwd")
+
+
+def view(base: Path, skip: set[str] = TARGETS) -> dict[str, tuple[object, ...]]:
+    """Every path under `base` (minus the top-level `skip`): type, mode, owner, size, mtime
+    and content or link target. Compared before and after, any write shows."""
+    found: dict[str, tuple[object, ...]] = {}
+    for top, dirs, files in os.walk(base):
+        rel_top = os.path.relpath(top, base)
+        if rel_top == ".":
+            dirs[:] = [d for d in dirs if d not in skip]
+        for name in [*dirs, *files]:
+            path = os.path.join(top, name)
+            info = os.lstat(path)
+            body: object = None
+            if stat.S_ISLNK(info.st_mode):
+                body = os.readlink(path)
+            elif stat.S_ISREG(info.st_mode):
+                body = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            found[os.path.normpath(os.path.join(rel_top, name))] = (
+                info.st_mode,
+                info.st_uid,
+                info.st_gid,
+                info.st_size,
+                info.st_mtime_ns,
+                body,
+            )
+    return found
+
+
+@dataclass
+class World:
+    base: Path
+    targets: Targets
+    cases: dict[str, HostileCase]
+    images: dict[str, Image] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)
+    before: dict[str, tuple[object, ...]] = field(default_factory=dict)
+    passwd: bytes = b""
+    run: Run | None = None
+    seconds: float = 0.0
+    unpacks: dict[str, Run] = field(default_factory=dict)
+
+    @property
+    def repo(self) -> Path:
+        return self.base / "repo"
+
+    def result(self, case_id: str) -> dict[str, object]:
+        assert self.run is not None
+        (found,) = [r for r in self.run.json()["images"] if r["image"] == self.refs[case_id]]
+        return found  # type: ignore[no-any-return]
+
+    def public(self, case_id: str) -> Path:
+        return self.repo / self.refs[case_id].split("://", 1)[1]
+
+    def flat(self, case_id: str) -> Path:
+        digest = self.images[case_id].config_digest.split(":", 1)[1]
+        return self.repo / ".flat" / digest[:2] / digest
+
+
+def make_sentinel(outside: Path) -> None:
+    (outside / "dir").mkdir(parents=True)
+    (outside / "passwd").write_bytes(b"root:x:0:0:root:/root:/bin/sh\n")
+    (outside / "dir/x").write_bytes(b"x")
+    os.symlink("passwd", outside / "link")
+
+
+def push(world: World, registry: LocalRegistry) -> None:
+    name = unique("hostile")
+    pusher = registry.pusher()
+    for case_id, case in world.cases.items():
+        image = make_image([BASE, *case.layers], labels={"hostile.case": case_id})
+        pusher.image(f"{name}/{case_id}", "1", image)
+        world.images[case_id] = image
+        world.refs[case_id] = f"{registry.url}/{name}/{case_id}:1"
+
+
+def unpack(world: World, case_id: str) -> Run:
+    dest = world.base / "unpack" / case_id
+    return ducc("unpack", *CAP_OPTIONS, "--json", world.refs[case_id], dest, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def world(registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory) -> World:
+    """Every case pushed, converted in one `ducc convert`, the subset unpacked."""
+    base = tmp_path_factory.mktemp("hostile")
+    targets = Targets(str(base / "outside"), f"/tmp/ducc-hostile-{uuid.uuid4().hex}")
+    world = World(base, targets, {c.id: c for c in catalogue(targets)})
+    make_sentinel(base / "outside")
+    push(world, registry)
+    recipe = write_recipe(base / "recipe.yaml", "hostile.test", list(world.refs.values()))
+    world.before, world.passwd = view(base), ETC_PASSWD.read_bytes()
+    started = time.monotonic()
+    world.run = ducc(
+        *("convert", recipe, "--json", "--publisher", "dir"),
+        *("--root", world.repo, "--state-dir", base / "state", *CAP_OPTIONS),
+        timeout=300,
+    )
+    world.seconds = time.monotonic() - started
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        runs = pool.map(lambda case_id: unpack(world, case_id), UNPACKED)
+        world.unpacks = dict(zip(UNPACKED, runs, strict=True))
+    return world
+
+
+# --- the whole run --------------------------------------------------------------------------
+
+
+def test_catalogue_covers_every_kind_of_attack() -> None:
+    assert len(CASES) >= 40
+    categories = {case.category for case in CASES.values()}
+    assert categories >= {
+        *("traversal", "symlink", "hardlink", "whiteout", "device", "bomb"),
+        *("path-length", "pax", "truncated", "compression"),
+    }
+    assert {case.expect for case in CASES.values()} == {"refused", "contained"}
+    cross = [c for c in CASES.values() if len(c.parts) > 1]
+    assert len(cross) >= 10  # escapes planted by one layer and used by the next
+
+
+def test_conversion_fails_cleanly_and_reports_every_image(world: World) -> None:
+    run = world.run
+    assert run is not None
+    assert run.code == 1, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr + run.stdout
+    assert "unexpected" not in run.stderr
+    reported = {r["image"] for r in run.json()["images"]}
+    assert reported == set(world.refs.values())
+
+
+def test_nothing_outside_the_targets_changed(world: World) -> None:
+    assert view(world.base) == world.before
+    assert not os.path.lexists(world.targets.absent)
+    assert ETC_PASSWD.read_bytes() == world.passwd
+    outside = Path(world.targets.outside)
+    assert (outside / "passwd").read_bytes() == b"root:x:0:0:root:/root:/bin/sh\n"
+    assert os.readlink(outside / "link") == "passwd"
+
+
+def test_the_shared_base_layer_is_intact(world: World) -> None:
+    """Cases write through hard links and over base files: the base's literal layer and the
+    untouched flat trees still hold the original bytes."""
+    digest = BASE.digest.split(":", 1)[1]
+    layerfs = world.repo / ".layers" / digest[:2] / digest / "layerfs"
+    assert (layerfs / "data/keep").read_bytes() == b"keep\n"
+    assert (layerfs / "etc/os-release").read_bytes() == b"ID=hostile-base\n"
+    assert not (layerfs / "data/alias").exists()
+    tree = world.public("fifo-kept")
+    assert (tree / "data/keep").read_bytes() == b"keep\n"
+
+
+# --- each case ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_case(world: World, case_id: str) -> None:
+    case = world.cases[case_id]
+    result = world.result(case_id)
+    if case.expect == "refused":
+        assert_refused(world, case, result)
+    else:
+        assert_contained(world, case, result)
+
+
+def assert_refused(world: World, case: HostileCase, result: dict[str, object]) -> None:
+    error = str(result["error"])
+    assert result["outcome"] == "failed", result
+    assert f"layer {case.culprit_digest}" in error, error
+    for fragment in case.says:
+        assert fragment in error, error
+    assert not os.path.lexists(world.public(case.id))
+    assert not os.path.lexists(world.flat(case.id))
+
+
+def assert_contained(world: World, case: HostileCase, result: dict[str, object]) -> None:
+    assert result["outcome"] == "added", result
+    tree = world.public(case.id)
+    assert tree.resolve() == world.flat(case.id)
+    assert (tree / ".singularity.d").is_dir()  # a complete flat tree
+    assert case.check is not None
+    case.check(tree)
+
+
+@pytest.mark.parametrize("case_id", UNPACKED)
+def test_unpack(world: World, case_id: str) -> None:
+    case, run = world.cases[case_id], world.unpacks[case_id]
+    dest = world.base / "unpack" / case_id
+    assert "Traceback" not in run.stderr
+    if case.expect == "refused":
+        assert run.code == 1, run.stderr
+        assert f"error: layer {case.culprit_digest}" in run.stderr
+        for fragment in case.says:
+            assert fragment in run.stderr
+        assert not dest.exists()  # a failed unpack leaves no half tree
+        return
+    assert run.code == 0, run.stderr
+    summary = json.loads(run.stdout)
+    assert [layer["digest"] for layer in summary["layers"]][-len(case.layers) :] == [
+        layer.digest for layer in case.layers
+    ]
+    assert case.check is not None
+    case.check(dest)
+
+
+def test_path_cap_is_the_users_to_set(
+    world: World, registry: LocalRegistry, tmp_path: Path
+) -> None:
+    """A 1500-byte name is fine by default and refused under `--max-path-length 1024`."""
+    name = "/".join(["q" * 99] * 15)
+    image = make_image([BASE, make_layer([file(name, "long")])])
+    repository = unique("hostile-cap")
+    registry.pusher().image(repository, "1", image)
+    ref = f"{registry.url}/{repository}:1"
+    capped = ducc("unpack", "--max-path-length", "1024", ref, tmp_path / "capped")
+    assert capped.code == 1
+    assert f"layer {image.layers[-1].digest}" in capped.stderr
+    assert "longer than 1024 bytes" in capped.stderr
+    assert not (tmp_path / "capped").exists()
+    free = ducc("unpack", ref, tmp_path / "free")
+    assert free.code == 0, free.stderr
+    assert (tmp_path / "free" / name).read_bytes() == b"long"
