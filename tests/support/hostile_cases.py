@@ -360,6 +360,7 @@ def bombs() -> list[HostileCase]:
 
 def path_lengths() -> list[HostileCase]:
     legal = "/".join(["p" * 60] * 40) + "/deep"  # 2444 bytes, 41 components
+    near = "/".join(["n" * 99] * 40) + "/end"  # 4003 bytes
     return [
         _case("path-5000-bytes-pax", "path-length",
               [[file("x" * 5000)]], "refused", "longer than 4096 bytes"),
@@ -375,6 +376,9 @@ def path_lengths() -> list[HostileCase]:
               "symlink target longer than 4096"),
         _case("path-long-but-legal", "path-length", [[file(legal, "deep")]], "contained",
               check=holds(legal, b"deep")),
+        # Under the cap, but the host's PATH_MAX (4096) counts the repository's own path too.
+        _case("path-4003-bytes-over-path-max", "path-length", [[file(near, "near")]],
+              "refused", f"entry '{near}'", "File name too long"),
     ]  # fmt: skip
 
 
@@ -444,6 +448,9 @@ def broken_archives() -> list[HostileCase]:
         _case("unknown-entry-type", "tar-format",
               [h.member(h.ustar("odd", kind=b"Z")) + h.END], "refused", "entry 'odd'",
               "unsupported entry type"),
+        _case("diff-id-lie", "tar-format",
+              [h.raw_layer(h.layer(tar).blob, gzip_type, h.sha256_hex(b"another tar"))],
+              "refused", "diff_id: digest mismatch", f"got {h.sha256_hex(tar)}"),
         _case("no-end-of-archive", "tar-format", [tar[: -len(h.END)]], "contained",
               check=holds("b", b"B" * 4000)),
     ]  # fmt: skip
