@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.fixture import FakeCvmfs
 from tests.support.ducc import Run, ducc, unique, write_recipe
 from tests.support.hostile_cases import (
     BASE,
@@ -82,17 +83,18 @@ class World:
     def repo(self) -> Path:
         return self.base / "repo"
 
-    def result(self, case_id: str) -> dict[str, object]:
-        assert self.run is not None
-        (found,) = [r for r in self.run.json()["images"] if r["image"] == self.refs[case_id]]
+    def result(self, case_id: str, run: Run | None = None) -> dict[str, object]:
+        run = run or self.run
+        assert run is not None
+        (found,) = [r for r in run.json()["images"] if r["image"] == self.refs[case_id]]
         return found  # type: ignore[no-any-return]
 
-    def public(self, case_id: str) -> Path:
-        return self.repo / self.refs[case_id].split("://", 1)[1]
+    def public(self, case_id: str, repo: Path | None = None) -> Path:
+        return (repo or self.repo) / self.refs[case_id].split("://", 1)[1]
 
-    def flat(self, case_id: str) -> Path:
+    def flat(self, case_id: str, repo: Path | None = None) -> Path:
         digest = self.images[case_id].config_digest.split(":", 1)[1]
-        return self.repo / ".flat" / digest[:2] / digest
+        return (repo or self.repo) / ".flat" / digest[:2] / digest
 
 
 def make_sentinel(outside: Path) -> None:
@@ -206,25 +208,27 @@ def test_case(world: World, case_id: str) -> None:
     case = world.cases[case_id]
     result = world.result(case_id)
     if case.expect == "refused":
-        assert_refused(world, case, result)
+        assert_refused(world, case, result, world.repo)
     else:
-        assert_contained(world, case, result)
+        assert_contained(world, case, result, world.repo)
 
 
-def assert_refused(world: World, case: HostileCase, result: dict[str, object]) -> None:
+def assert_refused(world: World, case: HostileCase, result: dict[str, object], repo: Path) -> None:
     error = str(result["error"])
     assert result["outcome"] == "failed", result["outcome"]
     assert f"layer {case.culprit_digest}" in error, error
     for fragment in case.says:
         assert fragment in error, error
-    assert not os.path.lexists(world.public(case.id))
-    assert os.path.lexists(world.flat(case.id)) == case.leaves_flat
+    assert not os.path.lexists(world.public(case.id, repo))
+    assert os.path.lexists(world.flat(case.id, repo)) == case.leaves_flat
 
 
-def assert_contained(world: World, case: HostileCase, result: dict[str, object]) -> None:
+def assert_contained(
+    world: World, case: HostileCase, result: dict[str, object], repo: Path
+) -> None:
     assert result["outcome"] == "added", result["error"]
-    tree = world.public(case.id)
-    assert tree.resolve() == world.flat(case.id)
+    tree = world.public(case.id, repo)
+    assert tree.resolve() == world.flat(case.id, repo)
     assert (tree / ".singularity.d").is_dir()  # a complete flat tree
     assert case.check is not None
     case.check(tree)
@@ -268,3 +272,39 @@ def test_path_cap_is_the_users_to_set(
     free = ducc("unpack", ref, tmp_path / "free")
     assert free.code == 0, free.stderr
     assert (tmp_path / "free" / name).read_bytes() == b"long"
+
+
+CVMFS_SUBSET = [
+    *("dotdot-file", "symlink-absolute-across-layers", "hardlink-to-escaping-symlink"),
+    *("hardlink-lower-then-overwrite", "whiteout-through-symlink", "fifo-then-file"),
+    *("size-bomb-many-files", "gzip-bomb", "entry-count-bomb", "pax-mtime-nan"),
+    *("truncated-zstd", "path-long-but-legal"),
+]
+
+
+@pytest.mark.root
+def test_cvmfs_publisher_refuses_and_contains_alike(
+    world: World, fake_cvmfs: FakeCvmfs, tmp_path: Path
+) -> None:
+    """The cvmfs publisher ingests layers through `cvmfs_server ingest` (a rebuilt tar),
+    not the directory publisher's literal apply: same caps, same outcomes."""
+    refs = [world.refs[case_id] for case_id in CVMFS_SUBSET]
+    recipe = write_recipe(tmp_path / "recipe.yaml", fake_cvmfs.repo, refs)
+    before = view(world.base)
+    run = ducc(
+        *("convert", recipe, "--json", "--publisher", "cvmfs"),
+        *("--cvmfs-prefix", fake_cvmfs.prefix, "--state-dir", tmp_path / "state"),
+        *CAP_OPTIONS,
+        timeout=300,
+    )
+    assert (run.code, bool(run.stdout)) == (1, True), run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    for case_id in CVMFS_SUBSET:
+        case, result = world.cases[case_id], world.result(case_id, run)
+        if case.expect == "refused":
+            assert_refused(world, case, result, fake_cvmfs.root)
+        else:
+            assert_contained(world, case, result, fake_cvmfs.root)
+    assert fake_cvmfs.transactions() == []  # every refusal aborted its transaction
+    assert view(world.base) == before
+    assert not os.path.lexists(world.targets.absent)

@@ -104,3 +104,16 @@ def test_output_ends_with_the_end_of_archive_marker() -> None:
     data = _rebuild(tar_bytes([f("a", b"1")]))
     assert data.endswith(bytes(1024))
     assert len(data) % 512 == 0
+
+
+@pytest.mark.parametrize(
+    ("pax_mtime", "expected"),
+    [("nan", 0), ("inf", 9_223_372_036), ("-inf", -9_223_372_037), ("1e300", 9_223_372_036)],
+)
+def test_absurd_pax_times_are_rebuilt_clamped(pax_mtime: str, expected: int) -> None:
+    # tarfile cannot write a NaN or infinite mtime: the rebuild used to fail with ValueError
+    # (ending the whole run); the time is clamped as applying the layer clamps it.
+    layer = tar_bytes([f("victim", b"v", pax={"mtime": pax_mtime}), f("after", b"a")])
+    members = {m.name: m for m in _members(_rebuild(layer))}
+    assert members["victim"].mtime == expected
+    assert members["after"].mtime == 1_600_000_000

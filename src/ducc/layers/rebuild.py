@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from ducc.errors import HostileLayer, LayerError, MalformedLayer, VerificationError
 from ducc.layers.limits import Limits
-from ducc.layers.metadata import XATTR_PREFIX, xattr_allowed
+from ducc.layers.metadata import XATTR_PREFIX, parse_ns, times_of, xattr_allowed
 from ducc.layers.paths import Resolver, open_file
 from ducc.layers.stream import READ_AHEAD_BYTES, LayerDigests, LayerStream
 from ducc.layers.tarstream import BLOCK, CHUNK, Entry, Kind, TarReader
@@ -147,7 +147,7 @@ def _header(entry: Entry) -> tarfile.TarInfo:
     header.mode = source.mode & 0o7777
     header.uid, header.gid = source.uid, source.gid
     header.uname, header.gname = source.uname, source.gname
-    header.mtime = source.mtime
+    header.mtime = times_of(source)[1] // 1_000_000_000  # an int: tarfile writes no NaN, inf
     header.size = entry.size
     header.linkname = entry.link
     header.devmajor, header.devminor = source.devmajor, source.devminor
@@ -156,10 +156,21 @@ def _header(entry: Entry) -> tarfile.TarInfo:
         for key, value in source.pax_headers.items()
         if key.startswith(XATTR_PREFIX) and xattr_allowed(key[len(XATTR_PREFIX) :])
     }
-    if "mtime" in source.pax_headers:  # keep sub-second precision exactly as written
+    if _decimal(source.pax_headers.get("mtime")):  # keep sub-second precision as written
         pax["mtime"] = source.pax_headers["mtime"]
     header.pax_headers = pax
     return header
+
+
+def _decimal(text: str | None) -> bool:
+    """A PAX time ducc reads as a number (not `nan`, `inf`, `1e300`: those are clamped)."""
+    if text is None:
+        return False
+    try:
+        parse_ns(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _file_xattrs(fd: int) -> dict[str, str]:
