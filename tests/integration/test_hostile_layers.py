@@ -7,6 +7,7 @@ Whatever happens, nothing outside the repository, state and unpack targets chang
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -274,6 +275,7 @@ def test_path_cap_is_the_users_to_set(
     assert (tmp_path / "free" / name).read_bytes() == b"long"
 
 
+NO_MOUNTS = {"FAKE_CVMFS_NO_MOUNTS": "1"}
 CVMFS_SUBSET = [
     *("dotdot-file", "symlink-absolute-across-layers", "hardlink-to-escaping-symlink"),
     *("hardlink-lower-then-overwrite", "whiteout-through-symlink", "fifo-then-file"),
@@ -282,19 +284,22 @@ CVMFS_SUBSET = [
 ]
 
 
-@pytest.mark.root
 def test_cvmfs_publisher_refuses_and_contains_alike(
     world: World, fake_cvmfs: FakeCvmfs, tmp_path: Path
 ) -> None:
     """The cvmfs publisher ingests layers through `cvmfs_server ingest` (a rebuilt tar),
-    not the directory publisher's literal apply: same caps, same outcomes."""
+    not the directory publisher's literal apply: same caps, same outcomes. The fake runs
+    without mounts: a mounted fake repository can be swept by another pytest session."""
+    cvmfs = dataclasses.replace(fake_cvmfs, repo="plain.repo")
+    cvmfs.ok("mkfs", cvmfs.repo, env=NO_MOUNTS)
     refs = [world.refs[case_id] for case_id in CVMFS_SUBSET]
-    recipe = write_recipe(tmp_path / "recipe.yaml", fake_cvmfs.repo, refs)
+    recipe = write_recipe(tmp_path / "recipe.yaml", cvmfs.repo, refs)
     before = view(world.base)
     run = ducc(
         *("convert", recipe, "--json", "--publisher", "cvmfs"),
-        *("--cvmfs-prefix", fake_cvmfs.prefix, "--state-dir", tmp_path / "state"),
+        *("--cvmfs-prefix", cvmfs.prefix, "--state-dir", tmp_path / "state"),
         *CAP_OPTIONS,
+        env=NO_MOUNTS,
         timeout=300,
     )
     assert (run.code, bool(run.stdout)) == (1, True), run.stderr[-3000:]
@@ -302,9 +307,10 @@ def test_cvmfs_publisher_refuses_and_contains_alike(
     for case_id in CVMFS_SUBSET:
         case, result = world.cases[case_id], world.result(case_id, run)
         if case.expect == "refused":
-            assert_refused(world, case, result, fake_cvmfs.root)
+            assert_refused(world, case, result, cvmfs.root)
         else:
-            assert_contained(world, case, result, fake_cvmfs.root)
-    assert fake_cvmfs.transactions() == []  # every refusal aborted its transaction
+            assert_contained(world, case, result, cvmfs.root)
+    assert not cvmfs.mounts
+    assert cvmfs.transactions() == []  # every refusal aborted its transaction
     assert view(world.base) == before
     assert not os.path.lexists(world.targets.absent)
