@@ -314,3 +314,11 @@ def test_cvmfs_publisher_refuses_and_contains_alike(
     assert cvmfs.transactions() == []  # every refusal aborted its transaction
     assert view(world.base) == before
     assert not os.path.lexists(world.targets.absent)
+
+
+def test_the_repository_verifies_after_the_attacks(world: World) -> None:
+    """Refused images left nothing half-built behind: every product is complete."""
+    run = ducc("verify", "--json", world.repo)
+    assert run.code == 0, run.stdout[-3000:]
+    report = run.json()[str(world.repo)]
+    assert report["problems"] == []
