@@ -34,6 +34,7 @@ __all__ = [
     "ImageIndex",
     "ImageManifest",
     "Platform",
+    "check_config_descriptor",
     "check_config_matches",
     "layer_compression",
     "parse_config",
@@ -278,16 +279,22 @@ def parse_config(raw: bytes, digest: Digest) -> ImageConfig:
     )
 
 
+def check_config_descriptor(manifest: ImageManifest) -> None:
+    """The manifest describes a container image: a Helm chart or another OCI artifact has
+    a config of its own media type (image-spec manifest.md "config")."""
+    if manifest.config.media_type not in CONFIG_TYPES:
+        raise ManifestError(
+            f"not a container image: config media type is {manifest.config.media_type!r}"
+        )
+
+
 def check_config_matches(manifest: ImageManifest, config: ImageConfig) -> None:
     """The config is the manifest's, and names one diff_id per layer (image-spec config.md)."""
     if config.digest != manifest.config.digest:
         raise ManifestError(
             f"config {config.digest} is not the manifest's config {manifest.config.digest}"
         )
-    if manifest.config.media_type not in CONFIG_TYPES:
-        raise ManifestError(
-            f"not a container image: config media type is {manifest.config.media_type!r}"
-        )
+    check_config_descriptor(manifest)
     if len(manifest.layers) != len(config.diff_ids):
         raise ManifestError(
             f"manifest {manifest.digest} lists {len(manifest.layers)} layers but its config "
