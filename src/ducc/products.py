@@ -146,12 +146,17 @@ class ImageBuilder:
             yield replace(self.opener(plan), progress=advance)
 
     def ingest_layers(
-        self, plans: list[LayerPlan], stats: BuildStats
+        self,
+        plans: list[LayerPlan],
+        stats: BuildStats,
+        ingested: dict[Digest, LayerDigests] | None = None,
     ) -> dict[Digest, LayerDigests]:
-        """Publish the literal content of every missing layer; what each pass measured."""
-        ingested: dict[Digest, LayerDigests] = {}
+        """Publish the literal content of every missing layer; what each pass measured.
+        `ingested` (added to) holds the layers this job ingested already: a manifest may
+        list one blob twice, and platforms of an index may share layers."""
+        ingested = {} if ingested is None else ingested
         for plan in plans:
-            if not self._layer_missing(plan):
+            if plan.blob in ingested or not self._layer_missing(plan):
                 stats.layers_reused += 1
                 METRICS.inc("ducc_layers_reused_total")
                 continue

@@ -26,7 +26,7 @@ import pytest
 
 from ducc.digest import Digest
 from ducc.layout import Layout
-from tests.support.ducc import Run, write_recipe
+from tests.support.ducc import Run, ducc, write_recipe
 from tests.support.images import (
     DOCKER_MANIFEST,
     OCI_INDEX,
@@ -85,17 +85,10 @@ def docs(name: str, count: int = 1) -> Docs:
 class Store:
     """Where a case puts its image: the real registry (`pusher`) or the static one."""
 
-    def __init__(
-        self, repository: str, pusher: Pusher | None, static: StaticRegistry | None
-    ) -> None:
+    def __init__(self, repository: str, pusher: Pusher | None, static: StaticRegistry) -> None:
         self.repository = repository
         self.pusher = pusher
-        self._static = static
-
-    @property
-    def static(self) -> StaticRegistry:
-        assert self._static is not None, "a case using raw replies must be static=True"
-        return self._static
+        self.static = static
 
     def blob(self, data: bytes) -> str:
         if self.pusher is not None:
@@ -189,7 +182,7 @@ def layer_bzip2(s: Store, name: str) -> None:
 def layer_foreign_docker(s: Store, name: str) -> None:
     d = docs(name)
     d.layer["mediaType"] = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
-    d.layer["urls"] = [f"{name}{FOREIGN}"]  # rewritten to the static registry's URL
+    d.layer["urls"] = [s.static.url + FOREIGN]  # where the static registry counts requests
     s.image(d, media_type=OCI_MANIFEST)
 
 
@@ -638,14 +631,11 @@ def index_platform_a_string(s: Store, name: str) -> None:
 # --- running them ---------------------------------------------------------------------------
 
 
-GOOD_FILE = "etc/good"
-
-
 @dataclass
 class Outcome:
     run: Run
     refs: dict[str, str]  # case name -> image reference
-    good: str
+    good: dict[str, list[str]]  # image -> files its flat tree must hold
     root: Path
     static: StaticRegistry
     seconds: float
@@ -705,11 +695,8 @@ def hostile(registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory) -
             suffix = item.build(store, item.name) or f":{TAG}"
             base = static.url if item.static else registry.url
             refs[item.name] = f"{base}/{repository}{suffix}"
-        _point_foreign_urls_at(registry, static)
-        good = make_image([make_layer([directory("etc"), file(GOOD_FILE, "good\n")])])
-        registry.pusher().image("hostile/good", TAG, good)
-        good_ref = f"{registry.url}/hostile/good:{TAG}"
-        recipe = write_recipe(tmp / "recipe.yaml", "hostile.test", [*refs.values(), good_ref])
+        good = push_good_images(registry)
+        recipe = write_recipe(tmp / "recipe.yaml", "hostile.test", [*refs.values(), *good])
         root = tmp / "repo"
         started = time.monotonic()
         run, rss = measured_ducc(
@@ -718,21 +705,21 @@ def hostile(registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory) -
             rss_file=tmp / "rss", timeout=120,
         )  # fmt: skip
         seconds = time.monotonic() - started
-        yield Outcome(run, refs, good_ref, root, static, seconds, rss, failed_events(run.stderr))
+        yield Outcome(run, refs, good, root, static, seconds, rss, failed_events(run.stderr))
 
 
-def _point_foreign_urls_at(registry: LocalRegistry, static: StaticRegistry) -> None:
-    """The foreign layer's `urls` must name a server that counts requests: the static one.
-    The manifest was pushed with a placeholder; push it again with the real URL."""
-    repository = "hostile/layer-foreign-docker"
+def push_good_images(registry: LocalRegistry) -> dict[str, list[str]]:
+    """Images that must convert beside the hostile ones: a plain one, and one that lists a
+    blob twice (valid, if odd: each layer is ingested once). Reference -> expected files."""
     pusher = registry.pusher()
-    response = pusher.session.get(
-        f"{registry.url}/v2/{repository}/manifests/{TAG}", headers={"Accept": OCI_MANIFEST}
-    )
-    response.raise_for_status()
-    doc = response.json()
-    doc["layers"][0]["urls"] = [static.url + FOREIGN]
-    pusher.manifest(repository, TAG, dump(doc), OCI_MANIFEST)
+    plain = docs("good")
+    pusher.image("hostile/good", TAG, make_image(plain.layers))
+    twice = docs("good-twice", 2)
+    pusher.image("hostile/good-twice", TAG, make_image([*twice.layers, twice.layers[0]]))
+    return {
+        f"{registry.url}/hostile/good:{TAG}": ["etc/good-0"],
+        f"{registry.url}/hostile/good-twice:{TAG}": ["etc/good-twice-0", "etc/good-twice-1"],
+    }
 
 
 def test_the_catalogue_is_large_enough() -> None:
@@ -740,17 +727,21 @@ def test_the_catalogue_is_large_enough() -> None:
     assert len({c.category for c in CASES.values()}) >= 6
 
 
-def test_the_run_fails_without_crashing_and_converts_the_good_image(hostile: Outcome) -> None:
+def test_the_run_fails_without_crashing_and_converts_the_good_images(hostile: Outcome) -> None:
     run = hostile.run
     assert run.code == 1, run.stderr[-3000:]
     assert "Traceback" not in run.stderr
     assert "unexpected" not in run.stderr
     totals = run.json()["totals"]
     assert totals["failed"] == len(CASES)
-    assert totals["added"] == 1
-    assert run.outcomes()[hostile.good] == "added"
-    public = hostile.root / hostile.good.removeprefix("http://")
-    assert (public / GOOD_FILE).read_text() == "good\n"
+    assert totals["added"] == len(hostile.good)
+    for image, files in hostile.good.items():
+        assert run.outcomes()[image] == "added"
+        public = hostile.root / image.removeprefix("http://")
+        for path in files:  # `docs` wrote "<name> <i>" into etc/<name>-<i>
+            name, _, i = Path(path).name.rpartition("-")
+            assert (public / path).read_text() == f"{name} {i}\n"
+    assert run.json()["ingests"] == 3, "a blob listed twice is ingested once; no hostile layer"
 
 
 def test_memory_stays_bounded(hostile: Outcome) -> None:
@@ -778,3 +769,36 @@ def test_case_fails_alone_with_a_clear_error(hostile: Outcome, name: str) -> Non
     assert leaked == [], "nothing of a failed image is published"
     layer = Digest.parse(docs(name).layers[0].digest)
     assert not Layout(hostile.root).layer_dir(layer).exists()
+
+
+DOWNLOAD_CASES = [
+    # (case, extra options, exit code, fragment of the error)
+    ("schema1-signed", [], 1, "Docker schema 1"),
+    ("manifest-256mib-unannounced", [], 1, f"exceeds {MAX_MANIFEST}"),
+    ("pinned-digest-other-bytes", [], 1, "digest mismatch"),
+    ("manifest-duplicate-layers-key", [], 1, "duplicate key 'layers'"),
+    ("helm-chart-config", [], 1, "not a container image"),
+    ("config-without-rootfs", [], 1, "required field 'rootfs' is missing"),
+    ("index-entry-is-an-index", ["--multi-arch"], 1, "is itself an index"),
+    ("index-platform-absent", ["--platform", "linux/arm/v7"], 1, "no manifest for linux/arm/v7"),
+    ("index-platform-absent", ["--platform", "linux"], 2, "is not os/architecture[/variant]"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "code", "expect"),
+    DOWNLOAD_CASES,
+    ids=[f"{c[0]}{'-' if c[1] else ''}{'-'.join(c[1])}" for c in DOWNLOAD_CASES],
+)
+def test_download_manifest_refuses_with_a_clear_error(
+    hostile: Outcome, name: str, options: list[str], code: int, expect: str
+) -> None:
+    run = ducc("download-manifest", hostile.refs[name], *options, timeout=60)
+    assert run.code == code, run.stderr
+    assert run.stdout == ""
+    assert "Traceback" not in run.stderr
+    error = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error) == 1, run.stderr
+    assert expect in error[0]
+    if code == 1:
+        assert f"hostile/{name}" in error[0], "the error names the image"
