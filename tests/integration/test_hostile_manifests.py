@@ -52,6 +52,7 @@ RSS_BOUND_KIB = 128 * 1024  # half the 256 MiB bodies the static registry stream
 GNU_TIME = "/usr/bin/time"
 FOREIGN = "/foreign/layer.tar.gz"
 AMD64 = {"os": "linux", "architecture": "amd64"}
+ESCAPE = "../../../escaped"
 
 
 def dump(doc: Any) -> bytes:
@@ -402,6 +403,14 @@ def manifest_256mib_unannounced(s: Store, name: str) -> None:
     s.static.manifest(s.repository, TAG, b" " * MIB, OCI_MANIFEST, repeat=256, length=False)
 
 
+@case("size", f"exceeds {MAX_MANIFEST}", static=True)
+def manifest_gzip_bomb(s: Store, name: str) -> None:
+    """1 MiB on the wire, 1 GiB once decoded (`Content-Encoding: gzip`, 1,024 members)."""
+    member = gzip.compress(b" " * MIB, mtime=0)
+    gzip_encoded = {"Content-Encoding": "gzip"}
+    s.static.manifest(s.repository, TAG, member, OCI_MANIFEST, repeat=1024, extra=gzip_encoded)
+
+
 @case("size", f"more than the {MAX_CONFIG} allowed", static=True)
 def config_17mib(s: Store, name: str) -> None:
     d = docs(name)
@@ -622,6 +631,20 @@ def index_entry_size_wrong(s: Store, name: str) -> None:
     s.index([entry(raw, AMD64, size=len(raw) + 100)])
 
 
+@case("index", "architecture '../../../escaped' is not a platform name")
+def index_platform_path_traversal(s: Store, name: str) -> None:
+    """With --multi-arch each platform names a directory `.multiarch/<architecture>`."""
+    raw = s.image(docs(name), reference="manifest")
+    s.index([entry(raw, AMD64), entry(raw, {"os": "linux", "architecture": ESCAPE})])
+
+
+@case("config", "architecture 'amd64/../../escaped' is not a platform name")
+def config_platform_path_traversal(s: Store, name: str) -> None:
+    d = docs(name)
+    d.config["architecture"] = "amd64/../../escaped"
+    s.image(d, config=dump(d.config))
+
+
 @case("index", "'platform' must be an object, got str", static=True)
 def index_platform_a_string(s: Store, name: str) -> None:
     raw = s.image(docs(name), reference="manifest")
@@ -802,3 +825,18 @@ def test_download_manifest_refuses_with_a_clear_error(
     assert expect in error[0]
     if code == 1:
         assert f"hostile/{name}" in error[0], "the error names the image"
+
+
+def test_multi_arch_platform_names_never_leave_the_repository(
+    hostile: Outcome, tmp_path: Path
+) -> None:
+    """A platform `../../../escaped` once made `.multiarch/../../../escaped/...` directories."""
+    root = tmp_path / "a" / "b" / "repo"
+    image = hostile.refs["index-platform-path-traversal"]
+    run = ducc(
+        "convert-single-image", image, "escape.test", "--multi-arch", "--publisher", "dir",
+        "--root", root, "--state-dir", tmp_path / "state", timeout=60,
+    )  # fmt: skip
+    assert run.code == 1, run.stderr
+    assert "is not a platform name" in run.stdout
+    assert [str(p) for p in tmp_path.rglob("*escaped*")] == []

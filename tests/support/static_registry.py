@@ -64,10 +64,11 @@ class StaticRegistry:
         digest: str | None = "",
         length: bool = True,
         repeat: int = 1,
+        extra: dict[str, str] | None = None,
     ) -> None:
         """Serve `raw` as the manifest `reference`; `digest` is the Docker-Content-Digest
-        header ("" for the body's own digest, None for no header)."""
-        headers = {"Content-Type": content_type}
+        header ("" for the body's own digest, None for no header); `extra` adds headers."""
+        headers = {"Content-Type": content_type, **(extra or {})}
         if digest is not None:
             headers["Docker-Content-Digest"] = digest or sha256(raw * repeat)
         path = f"/v2/{repository}/manifests/{reference}"
