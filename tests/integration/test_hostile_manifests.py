@@ -575,6 +575,14 @@ def config_entrypoint_string(s: Store, name: str) -> None:
     s.image(d, config=dump(d.config))
 
 
+@case("config", "image config Entrypoint: an argument is not valid UTF-8")
+def config_entrypoint_lone_surrogate(s: Store, name: str) -> None:
+    """`\\ud800` is valid JSON but no Unicode text: it cannot be written to a runscript."""
+    d = docs(name)
+    d.config["config"]["Entrypoint"] = ["/bin/sh", "\ud800"]
+    s.image(d, config=dump(d.config))
+
+
 @case("config", "duplicate key 'rootfs'")
 def config_duplicate_rootfs(s: Store, name: str) -> None:
     d = docs(name)
@@ -718,7 +726,7 @@ def hostile(registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory) -
             suffix = item.build(store, item.name) or f":{TAG}"
             base = static.url if item.static else registry.url
             refs[item.name] = f"{base}/{repository}{suffix}"
-        good = push_good_images(registry)
+        good = push_good_images(registry, static)
         recipe = write_recipe(tmp / "recipe.yaml", "hostile.test", [*refs.values(), *good])
         root = tmp / "repo"
         started = time.monotonic()
@@ -731,17 +739,22 @@ def hostile(registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory) -
         yield Outcome(run, refs, good, root, static, seconds, rss, failed_events(run.stderr))
 
 
-def push_good_images(registry: LocalRegistry) -> dict[str, list[str]]:
-    """Images that must convert beside the hostile ones: a plain one, and one that lists a
-    blob twice (valid, if odd: each layer is ingested once). Reference -> expected files."""
+def push_good_images(registry: LocalRegistry, static: StaticRegistry) -> dict[str, list[str]]:
+    """Images that must convert beside the hostile ones: a plain one, one that lists a blob
+    twice (valid, if odd: each layer is ingested once), one created in year 1 at +14:00
+    (once a crash of the whole run). Reference -> expected files."""
     pusher = registry.pusher()
     plain = docs("good")
     pusher.image("hostile/good", TAG, make_image(plain.layers))
     twice = docs("good-twice", 2)
     pusher.image("hostile/good-twice", TAG, make_image([*twice.layers, twice.layers[0]]))
+    year1 = docs("good-year-1")
+    year1.config["created"] = "0001-01-01T00:00:00+14:00"  # ISO 8601, but no UTC time
+    Store("hostile/good-year-1", pusher, static).image(year1, config=dump(year1.config))
     return {
         f"{registry.url}/hostile/good:{TAG}": ["etc/good-0"],
         f"{registry.url}/hostile/good-twice:{TAG}": ["etc/good-twice-0", "etc/good-twice-1"],
+        f"{registry.url}/hostile/good-year-1:{TAG}": ["etc/good-year-1-0"],
     }
 
 
@@ -764,7 +777,7 @@ def test_the_run_fails_without_crashing_and_converts_the_good_images(hostile: Ou
         for path in files:  # `docs` wrote "<name> <i>" into etc/<name>-<i>
             name, _, i = Path(path).name.rpartition("-")
             assert (public / path).read_text() == f"{name} {i}\n"
-    assert run.json()["ingests"] == 3, "a blob listed twice is ingested once; no hostile layer"
+    assert run.json()["ingests"] == 4, "a blob listed twice is ingested once; no hostile layer"
 
 
 def test_memory_stays_bounded(hostile: Outcome) -> None:
