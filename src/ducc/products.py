@@ -19,6 +19,7 @@ from ducc import log
 from ducc.apptainer import write_apptainer_files
 from ducc.blobcache import BlobCache, CachedLayer
 from ducc.digest import Digest, chain_ids
+from ducc.errors import ManifestError
 from ducc.layers import ApplyMode, Limits, apply_layer, remove_tree, staged
 from ducc.layers.clone import clone_tree
 from ducc.layers.stream import LayerDigests
@@ -67,9 +68,18 @@ class BuildStats:
 
 
 def plan_layers(image: ResolvedImage) -> list[LayerPlan]:
-    """Each layer with its diff_id and ChainID; refuses foreign or unknown layer types."""
+    """Each layer with its diff_id and ChainID; refuses foreign or unknown layer types, and
+    digests the repository layout cannot name (it names products by sha256 hex only)."""
     for descriptor in image.manifest.layers:
         layer_compression(descriptor.media_type)
+    named = [image.config.digest, *image.config.diff_ids]
+    named += [d.digest for d in image.manifest.layers]
+    other = sorted({d.algorithm for d in named} - {"sha256"})
+    if other:
+        raise ManifestError(
+            f"{image.reference}: {', '.join(other)} digests are not supported: the repository "
+            "names configs, layers and chains by sha256 digests"
+        )
     diff_ids = list(image.config.diff_ids)
     chains = chain_ids(diff_ids)
     return [LayerPlan(i, d, diff_ids[i], chains[i]) for i, d in enumerate(image.manifest.layers)]

@@ -11,6 +11,7 @@ published, that ducc neither crashed nor hung, and that memory stayed bounded.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import signal
@@ -331,6 +332,24 @@ def diff_ids_fewer_than_layers(s: Store, name: str) -> None:
 def diff_id_not_a_digest(s: Store, name: str) -> None:
     d = docs(name)
     d.config["rootfs"]["diff_ids"] = ["layer-one"]
+    s.image(d, config=dump(d.config))
+
+
+@case("digest", "sha512 digests are not supported", static=True)
+def config_named_by_sha512(s: Store, name: str) -> None:
+    """A valid OCI digest, but the layout names products by sha256 hex (once this image
+    failed in the podman store, after its public link was made)."""
+    d = docs(name)
+    s.image(d)
+    config = dump(d.config)
+    d.manifest["config"]["digest"] = s.static.blob(s.repository, config, algorithm="sha512")
+    s.manifest(TAG, dump(d.manifest))
+
+
+@case("digest", "sha512 digests are not supported")
+def diff_id_sha512(s: Store, name: str) -> None:
+    d = docs(name)
+    d.config["rootfs"]["diff_ids"] = ["sha512:" + hashlib.sha512(d.layers[0].tar).hexdigest()]
     s.image(d, config=dump(d.config))
 
 
@@ -778,6 +797,8 @@ def test_the_run_fails_without_crashing_and_converts_the_good_images(hostile: Ou
             name, _, i = Path(path).name.rpartition("-")
             assert (public / path).read_text() == f"{name} {i}\n"
     assert run.json()["ingests"] == 4, "a blob listed twice is ingested once; no hostile layer"
+    checked = ducc("verify", hostile.root)
+    assert checked.code == 0, checked.stdout + checked.stderr
 
 
 def test_memory_stays_bounded(hostile: Outcome) -> None:

@@ -8,6 +8,7 @@ so that `ducc` can still be run as a subprocess against `http://127.0.0.1:<port>
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections import Counter
@@ -82,10 +83,11 @@ class StaticRegistry:
         served: bytes | None = None,
         length: bool = True,
         repeat: int = 1,
+        algorithm: str = "sha256",
     ) -> str:
         """Serve `data` (or other bytes: `served`, `repeat` times) as the blob named by
-        `data`'s digest."""
-        digest = sha256(data)
+        `data`'s digest (`algorithm`: sha256 or sha512)."""
+        digest = f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
         body = data if served is None else served
         headers = {"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest}
         self.replies[f"/v2/{repository}/blobs/{digest}"] = Reply(body, headers, 200, length, repeat)

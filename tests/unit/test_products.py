@@ -1,11 +1,15 @@
-"""An image's products: a blob listed twice, or shared by platforms, is ingested once."""
+"""An image's products: sha256 names only; a blob listed twice, or shared by platforms, is
+ingested once."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ducc.blobcache import BlobCache
 from ducc.digest import Digest
+from ducc.errors import ManifestError
 from ducc.oci import ImageManifest, parse_config, parse_manifest
 from ducc.products import BuildOptions, BuildStats, ImageBuilder, plan_layers
 from ducc.publish.directory import DirectoryPublisher
@@ -45,3 +49,14 @@ def test_a_blob_listed_twice_is_ingested_once(tmp_path: Path) -> None:
     assert stats.layers_ingested == 2
     assert again is first
     assert set(first) == {Digest.parse(BASE.digest), Digest.parse(TOP.digest)}
+
+
+def test_digests_other_than_sha256_are_refused_before_any_work() -> None:
+    """`.flat/<xx>/<hex>` and `.layers/<xx>/<hex>` are sha256 names (verify, gc, podman IDs)."""
+    image = make_image([BASE])
+    manifest = parse_manifest(image.manifest, image.manifest_type)
+    assert isinstance(manifest, ImageManifest)
+    config = parse_config(image.config, Digest.of(image.config, "sha512"))
+    sha512 = ResolvedImage(REF, config.platform, manifest, config)
+    with pytest.raises(ManifestError, match="sha512 digests are not supported"):
+        plan_layers(sha512)
