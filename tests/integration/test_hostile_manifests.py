@@ -27,6 +27,7 @@ import pytest
 
 from ducc.digest import Digest
 from ducc.layout import Layout
+from tests.fakes.fixture import FakeCvmfs
 from tests.support.ducc import Run, ducc, write_recipe
 from tests.support.images import (
     DOCKER_MANIFEST,
@@ -874,3 +875,33 @@ def test_multi_arch_platform_names_never_leave_the_repository(
     assert run.code == 1, run.stderr
     assert "is not a platform name" in run.stdout
     assert [str(p) for p in tmp_path.rglob("*escaped*")] == []
+
+
+def test_on_cvmfs_a_hostile_image_leaves_no_transaction_and_nothing_published(
+    hostile: Outcome, fake_cvmfs: FakeCvmfs, tmp_path: Path
+) -> None:
+    """The same recipe through `cvmfs_server` transactions (the fake, with real mounts):
+    images failing inside a transaction (a diff_id found wrong while chains are built)
+    abort it; the good images are published; the repository verifies."""
+    if os.geteuid() != 0:
+        pytest.skip("the fake cvmfs_server serves read-only mounts only as root")
+    recipe = write_recipe(
+        tmp_path / "recipe.yaml", fake_cvmfs.repo, [*hostile.refs.values(), *hostile.good]
+    )
+    run = ducc(
+        "convert", recipe, "--json", "--publisher", "cvmfs", "--cvmfs-prefix", fake_cvmfs.prefix,
+        "--state-dir", tmp_path / "state", timeout=120,
+    )  # fmt: skip
+    assert run.code == 1, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    totals = run.json()["totals"]
+    assert (totals["failed"], totals["added"]) == (len(CASES), len(hostile.good))
+    assert fake_cvmfs.transactions() == []
+    assert fake_cvmfs.count("abort") >= 1, "a diff_id mismatch aborts the chains' transaction"
+    root = fake_cvmfs.root
+    leaked = [
+        str(p) for p in root.rglob("*") if "hostile/" in str(p) and "hostile/good" not in str(p)
+    ]
+    assert leaked == []
+    checked = ducc("verify", root)
+    assert checked.code == 0, checked.stdout + checked.stderr
