@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -689,6 +690,7 @@ class Outcome:
     good: dict[str, list[str]]  # image -> files its flat tree must hold
     root: Path
     static: StaticRegistry
+    hits: Counter[str]  # the static registry's requests during the convert run
     seconds: float
     peak_rss_kib: int
     errors_logged: dict[str, str]  # image -> error, from the `image_failed` log events
@@ -756,7 +758,9 @@ def hostile(registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory) -
             rss_file=tmp / "rss", timeout=120,
         )  # fmt: skip
         seconds = time.monotonic() - started
-        yield Outcome(run, refs, good, root, static, seconds, rss, failed_events(run.stderr))
+        hits = Counter(static.hits)
+        print(f"{len(CASES)} hostile cases, {len(good)} good images: {seconds:.1f} s, {rss} KiB")
+        yield Outcome(run, refs, good, root, static, hits, seconds, rss, failed_events(run.stderr))
 
 
 def push_good_images(registry: LocalRegistry, static: StaticRegistry) -> dict[str, list[str]]:
@@ -808,11 +812,11 @@ def test_memory_stays_bounded(hostile: Outcome) -> None:
 
 
 def test_bodies_over_the_caps_are_not_fetched_or_not_read(hostile: Outcome) -> None:
-    hits = hostile.static.hits
+    hits = hostile.hits
     blobs = [k for k in hits if "/hostile/config-17mib/blobs/" in k]
     assert blobs == [], "a config over the cap is refused by its declared size"
     assert hits[f"GET {FOREIGN}"] == 0, "a foreign layer's URL is never fetched"
-    assert max(hits.values()) <= 3, hits.most_common(3)
+    assert max(hits.values()) <= 2, hits.most_common(3)
 
 
 @pytest.mark.parametrize("name", list(CASES))
