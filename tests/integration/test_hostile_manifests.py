@@ -292,6 +292,21 @@ def index_entry_cycles_to_itself(s: Store, name: str) -> None:
     s.manifest(sha256(child), raw, OCI_INDEX)
 
 
+@case("digest", "Exceeded 30 redirects", static=True)
+def manifest_redirects_to_itself(s: Store, name: str) -> None:
+    path = f"/v2/{s.repository}/manifests/{TAG}"
+    s.static.redirect(path, path)
+
+
+@case("digest", "Exceeded 30 redirects", static=True)
+def config_redirect_loop(s: Store, name: str) -> None:
+    d = docs(name)
+    s.image(d)
+    first, second = (f"/v2/{s.repository}/blobs/{sha256(dump(d.config))}", "/elsewhere")
+    s.static.redirect(first, second)
+    s.static.redirect(second, first)
+
+
 # diff_ids
 
 
@@ -693,7 +708,7 @@ class Outcome:
     hits: Counter[str]  # the static registry's requests during the convert run
     seconds: float
     peak_rss_kib: int
-    errors_logged: dict[str, str]  # image -> error, from the `image_failed` log events
+    errors_logged: dict[str, str]  # image -> error, from the log events of failures
 
     def result(self, name: str) -> dict[str, Any]:
         ref = self.refs[name]
@@ -730,7 +745,8 @@ def failed_events(stderr: str) -> dict[str, str]:
             event = json.loads(line)
         except ValueError:
             continue
-        if isinstance(event, dict) and event.get("event") == "image_failed":
+        # A failure while polling (HEAD) is `poll_failed`; any later one `image_failed`.
+        if isinstance(event, dict) and event.get("event") in ("image_failed", "poll_failed"):
             found[str(event["image"])] = str(event["error"])
     return found
 
@@ -811,12 +827,14 @@ def test_memory_stays_bounded(hostile: Outcome) -> None:
     assert hostile.peak_rss_kib < RSS_BOUND_KIB
 
 
-def test_bodies_over_the_caps_are_not_fetched_or_not_read(hostile: Outcome) -> None:
+def test_requests_stay_few_and_refused_blobs_are_never_fetched(hostile: Outcome) -> None:
     hits = hostile.hits
     blobs = [k for k in hits if "/hostile/config-17mib/blobs/" in k]
     assert blobs == [], "a config over the cap is refused by its declared size"
     assert hits[f"GET {FOREIGN}"] == 0, "a foreign layer's URL is never fetched"
-    assert max(hits.values()) <= 2, hits.most_common(3)
+    looping = {k: n for k, n in hits.items() if "redirect" in k or "/elsewhere" in k}
+    assert max(looping.values()) <= 31, "requests' bound on redirects"
+    assert max(n for k, n in hits.items() if k not in looping) <= 2, hits.most_common(3)
 
 
 @pytest.mark.parametrize("name", list(CASES))

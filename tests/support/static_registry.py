@@ -93,6 +93,10 @@ class StaticRegistry:
         self.replies[f"/v2/{repository}/blobs/{digest}"] = Reply(body, headers, 200, length, repeat)
         return digest
 
+    def redirect(self, path: str, location: str, status: int = 307) -> None:
+        """Send requests for `path` to `location` (another path, or itself: a loop)."""
+        self.replies[path] = Reply(b"", {"Location": location}, status)
+
     def reply(self, method: str, path: str) -> Reply:
         with self._lock:
             self.hits[f"{method} {path}"] += 1
