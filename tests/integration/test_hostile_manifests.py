@@ -530,6 +530,19 @@ def manifest_duplicate_layers_key(s: Store, name: str) -> None:
     s.manifest(TAG, raw)
 
 
+@case("JSON", "Unexpected UTF-8 BOM", static=True)
+def manifest_with_a_byte_order_mark(s: Store, name: str) -> None:
+    s.manifest(TAG, b"\xef\xbb\xbf" + dump(docs(name).manifest))
+
+
+@case("JSON", "NaN is not JSON", static=True)
+def manifest_with_nan(s: Store, name: str) -> None:
+    """Python reads NaN; the registry's Go parser, like RFC 8259, does not."""
+    d = docs(name)
+    d.manifest["annotations"] = {"x": "NAN"}
+    s.manifest(TAG, dump(d.manifest).replace(b'{"x": "NAN"}', b'{"x": NaN}'))
+
+
 @case("JSON", "required field 'layers' is missing")
 def manifest_without_layers(s: Store, name: str) -> None:
     d = docs(name)

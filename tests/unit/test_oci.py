@@ -129,6 +129,8 @@ def test_manifest_without_media_type_is_inferred_from_its_fields() -> None:
         (manifest_doc(layers={}), None, "'layers' must be a list"),
         (manifest_doc(mediaType="application/x-foo"), None, "unsupported manifest media type"),
         (manifest_doc(manifests=[]), None, "ambiguous"),
+        (b'{"schemaVersion": 2, "x": NaN}', None, "not valid JSON: NaN is not JSON"),
+        (b'{"schemaVersion": 2, "x": -Infinity}', None, "-Infinity is not JSON"),
     ],
 )
 def test_bad_manifests_are_refused_with_a_clear_message(
