@@ -1,11 +1,13 @@
 """Hostile or broken manifests, indexes and configs: each image fails alone, clearly.
 
-Every case is an image in one recipe, converted by one `ducc convert` run together with a
-good image that must still be published. What Debian's docker-registry accepts is pushed
+Every case is an image in one recipe, converted by one `ducc convert` run together with
+good images that must still be published. What Debian's docker-registry accepts is pushed
 there; what it refuses (schema 1, bodies that are not JSON, wrong Content-Type, lying
 digests, bodies beyond ducc's size caps) is served by `StaticRegistry` on another port.
 Each case asserts its failure names the image and the problem, that nothing of it was
-published, that ducc neither crashed nor hung, and that memory stayed bounded.
+published, that ducc neither crashed nor hung, and that memory stayed bounded. The same
+recipe then goes through the fake `cvmfs_server`, and a few cases through
+`ducc download-manifest`.
 """
 
 from __future__ import annotations
@@ -142,22 +144,27 @@ def entry(raw: bytes, platform: dict[str, str] | None = None, **extra: Any) -> d
 # --- the catalogue --------------------------------------------------------------------------
 
 
+# Puts the case's image into a store (its repository is named after the case); returns the
+# reference's suffix, ":t" when None.
+Build = Callable[[Store, str], str | None]
+
+
 @dataclass(frozen=True)
 class Case:
+    """A hostile image and a fragment of the error ducc must fail it with."""
+
     name: str
     category: str
-    expect: str  # a fragment of the error ducc reports
-    build: Callable[[Store, str], str | None]  # returns the reference suffix (default ":t")
-    static: bool = False
+    expect: str
+    build: Build
+    static: bool = False  # served by the static registry (docker-registry refuses it)
 
 
 CASES: dict[str, Case] = {}
 
 
-def case(
-    category: str, expect: str, *, static: bool = False
-) -> Callable[[Callable[[Store, str], str | None]], Callable[[Store, str], str | None]]:
-    def register(build: Callable[[Store, str], str | None]) -> Callable[[Store, str], str | None]:
+def case(category: str, expect: str, *, static: bool = False) -> Callable[[Build], Build]:
+    def register(build: Build) -> Build:
         name = build.__name__.replace("_", "-")
         CASES[name] = Case(name, category, expect, build, static)
         return build
@@ -187,7 +194,7 @@ def layer_foreign_docker(s: Store, name: str) -> None:
     d = docs(name)
     d.layer["mediaType"] = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
     d.layer["urls"] = [s.static.url + FOREIGN]  # where the static registry counts requests
-    s.image(d, media_type=OCI_MANIFEST)
+    s.image(d)
 
 
 @case("media type", "foreign/non-distributable")
