@@ -18,6 +18,7 @@ from typing import Any
 from ducc import log
 from ducc.blobcache import BlobCache
 from ducc.conversion import ImageJob
+from ducc.digest import Digest
 from ducc.errors import DuccError, Interrupted
 from ducc.expansion import expand_all
 from ducc.layout import Layout
@@ -241,7 +242,7 @@ class Converter:
             return _result(target, result, _passive(result))
         started = time.monotonic()
         try:
-            stats = self.convert_image(publisher, target.reference)
+            stats = self.convert_image(publisher, target.reference, result.new)
         except Interrupted:
             raise
         except (DuccError, OSError) as exc:
@@ -259,11 +260,16 @@ class Converter:
             layers_ingested=stats.layers_ingested,
         )
 
-    def convert_image(self, publisher: Publisher, ref: Reference) -> BuildStats:
-        """Resolve `ref`, build its products and publish them; the stats of the build."""
+    def convert_image(
+        self, publisher: Publisher, ref: Reference, polled: Digest | None = None
+    ) -> BuildStats:
+        """Resolve `ref` (at the `polled` digest, which the result reports), build its products
+        and publish them; the stats of the build."""
         client = self.registries.client(ref)
         options = self.options
-        images = resolve(client, ref, platform=options.platform, multi_arch=options.multi_arch)
+        images = resolve(
+            client, ref, platform=options.platform, multi_arch=options.multi_arch, pinned=polled
+        )
         builder = ImageBuilder(publisher, client, self.cache, options.build)
         job = ImageJob(publisher, builder, ref, images, options.multi_arch, options.skip_podman)
         return job.run()

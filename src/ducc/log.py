@@ -1,14 +1,18 @@
 """Logging, configured once: structlog events to stderr, JSON off a terminal, readable on one.
 
 Events are stable snake_case names with bound context (`image`, `digest`, `repo`). Secrets
-never reach a log line: credentials in URLs are redacted and secret-named keys are masked.
+never reach a log line: credentials in URLs are redacted, secret-named keys are masked, and
+every password and token ducc holds (`hide`) is replaced wherever it appears, even when a
+registry echoes it back without its `Basic`/`Bearer` scheme.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import sys
+import threading
 from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
 
@@ -23,8 +27,28 @@ _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 
 
+_MIN_HIDDEN = 4  # shorter values would blank common words out of every message
+_hidden: set[str] = set()
+_hidden_lock = threading.Lock()
+
+
+def hide(*secrets: str) -> None:
+    """Have `redact` replace these values (and their base64 forms) wherever they appear."""
+    forms = {form for secret in secrets for form in (secret, _b64(secret))}
+    with _hidden_lock:
+        _hidden.update(form for form in forms if len(form) >= _MIN_HIDDEN)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")
+
+
 def redact(text: str) -> str:
     """Remove credentials from a URL or message: `https://u:p@h/x` -> `https://***@h/x`."""
+    with _hidden_lock:
+        hidden = sorted(_hidden, key=len, reverse=True)  # a longer form first: it may hold one
+    for secret in hidden:
+        text = text.replace(secret, "***")
     text = _URL_USERINFO.sub(r"\g<scheme>***@", text)
     return _BEARER.sub(lambda m: f"{m.group(1)} ***", text)
 

@@ -24,6 +24,7 @@ KNOWN_KEYS = ("version", "user", "cvmfs_repo", "output_format", "input", "ignore
 OUTPUT_VARIABLES = ("scheme", "registry", "repository", "tag", "digest", "reference", "image")
 _VARIABLE = re.compile(r"\$\((?P<name>[^)]*)\)")
 _REPO_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_UNREADABLE = object()
 _YAML_TYPES = {"int": "an integer", "float": "a number", "bool": "a boolean", "null": "null"}
 
 
@@ -360,7 +361,12 @@ def cvmfs_repo_problem(text: str) -> str | None:
 
 def _value(node: yaml.Node) -> Any:
     if isinstance(node, yaml.ScalarNode):
-        return yaml.SafeLoader("").construct_object(node)
+        try:
+            return yaml.SafeLoader("").construct_object(node)
+        except (yaml.YAMLError, ValueError, OverflowError):
+            # An explicit tag the safe loader refuses (`!custom`, `!!python/...`) or a value
+            # its tag cannot hold (`!!int abc`, an integer beyond Python's digit limit).
+            return _UNREADABLE
     return node
 
 
@@ -369,6 +375,8 @@ def _kind(node: yaml.Node) -> str:
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):
         return "a list"
+    if _value(node) is _UNREADABLE:
+        return f"a value that cannot be read as {node.tag}"
     short = str(node.tag).rsplit(":", 1)[-1]
     return _YAML_TYPES.get(short, "a string" if short == "str" else f"a {short}")
 

@@ -26,6 +26,7 @@ SCHEMES = ("https", "http")
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _TAG_PATTERN_CHARS = re.compile(r"[A-Za-z0-9._\-*?\[\]!^]+")
+_SCHEME_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 MAX_NAME_LENGTH = 255  # host[:port]/repository, as clients commonly cap it
 MAX_TAG_LENGTH = 128
@@ -105,17 +106,16 @@ def parse_reference(text: str) -> Reference:
     """Parse `text`; raise `BadReference` naming the first thing that is wrong."""
     if not text:
         raise BadReference("empty image reference")
+    if _userinfo_end(text) >= 0:
+        raise BadReference(
+            f"image reference {_hide_userinfo(text)!r} carries credentials",
+            hint="put registry credentials in auth.json or DUCC_<registry>_USER/_PASS, "
+            "never in the recipe",
+        )
     if any(ch.isspace() or ord(ch) < 32 or ch == "\x7f" for ch in text):
         raise BadReference(f"image reference {text!r} contains whitespace or control characters")
     scheme, rest = _split_scheme(text)
     host_part, slash, path = rest.partition("/")
-    if "@" in host_part:
-        shown = _hide_userinfo(text)
-        raise BadReference(
-            f"image reference {shown!r} carries credentials",
-            hint="put registry credentials in auth.json or DUCC_<registry>_USER/_PASS, "
-            "never in the recipe",
-        )
     registry = _parse_host(host_part, text, explicit_scheme="://" in text)
     if not slash or not path:
         raise BadReference(f"image reference {text!r} has no repository after the registry host")
@@ -155,11 +155,26 @@ def _split_scheme(text: str) -> tuple[str, str]:
     return scheme.lower(), rest
 
 
+def _userinfo_end(text: str) -> int:
+    """Where `user:password@` ends in `text`, or -1.
+
+    That is the last '@' in the host part, or the last '@' that a '/' follows: a digest after
+    '@' never holds a '/', so a password holding '/' or whitespace is caught too, before any
+    other message could echo it.
+    """
+    scheme = _SCHEME_PREFIX.match(text)
+    start = scheme.end() if scheme else 0
+    rest = text[start:]
+    host_end = rest.find("/")
+    host_part = rest if host_end < 0 else rest[:host_end]
+    end = max(host_part.rfind("@"), rest.rfind("@", 0, max(rest.rfind("/"), 0)))
+    return start + end if end >= 0 else -1
+
+
 def _hide_userinfo(text: str) -> str:
-    scheme, sep, rest = text.rpartition("://")
-    host_part, slash, path = rest.partition("/")
-    host = host_part.rpartition("@")[2]
-    return f"{scheme}{sep}***@{host}{slash}{path}"
+    scheme = _SCHEME_PREFIX.match(text)
+    prefix = scheme.group(0) if scheme else ""
+    return f"{prefix}***{text[_userinfo_end(text) :]}"
 
 
 def _parse_host(host_part: str, text: str, *, explicit_scheme: bool) -> str:

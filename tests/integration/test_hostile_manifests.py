@@ -255,8 +255,9 @@ def pinned_digest_other_bytes(s: Store, name: str) -> str:
 
 @case("digest", "Docker-Content-Digest", static=True)
 def docker_content_digest_lies(s: Store, name: str) -> None:
+    """Honest by tag (the HEAD), lying by digest (the GET that follows)."""
     raw = s.image(docs(name))
-    s.static.manifest(s.repository, TAG, raw, OCI_MANIFEST, digest=sha256(b"other"))
+    s.static.manifest(s.repository, sha256(raw), raw, OCI_MANIFEST, digest=sha256(b"other"))
 
 
 @case("digest", "digest mismatch", static=True)

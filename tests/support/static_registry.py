@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
-from tests.support.images import sha256
-
 
 @dataclass(frozen=True)
 class Reply:
@@ -29,6 +27,14 @@ class Reply:
     status: int = 200
     length: bool = True
     repeat: int = 1
+
+
+def _digest(body: bytes, repeat: int) -> str:
+    """sha256 of `body` sent `repeat` times, without that many bytes in memory."""
+    hasher = hashlib.sha256()
+    for _ in range(repeat):
+        hasher.update(body)
+    return f"sha256:{hasher.hexdigest()}"
 
 
 def _error(code: str, status: int = 404) -> Reply:
@@ -67,13 +73,16 @@ class StaticRegistry:
         repeat: int = 1,
         extra: dict[str, str] | None = None,
     ) -> None:
-        """Serve `raw` as the manifest `reference`; `digest` is the Docker-Content-Digest
-        header ("" for the body's own digest, None for no header); `extra` adds headers."""
+        """Serve `raw` as the manifest `reference` and, as a registry does, under its own
+        digest; `digest` is the Docker-Content-Digest header ("" for the body's own digest,
+        None for no header); `extra` adds headers."""
+        own = _digest(raw, repeat)
         headers = {"Content-Type": content_type, **(extra or {})}
         if digest is not None:
-            headers["Docker-Content-Digest"] = digest or sha256(raw * repeat)
-        path = f"/v2/{repository}/manifests/{reference}"
-        self.replies[path] = Reply(raw, headers, 200, length, repeat)
+            headers["Docker-Content-Digest"] = digest or own
+        reply = Reply(raw, headers, 200, length, repeat)
+        for name in {reference, own}:
+            self.replies[f"/v2/{repository}/manifests/{name}"] = reply
 
     def blob(
         self,

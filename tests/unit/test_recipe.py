@@ -138,6 +138,22 @@ BROKEN = [
         "{version: 1, ? [a]: b, cvmfs_repo: r, input: [quay.io/a/b:1]}\n",
         "r.yaml:1: keys must be strings, got a list",
     ),
+    (
+        "version: 1\ncvmfs_repo: !custom r.cern.ch\ninput: [quay.io/a/b:1]\n",
+        "r.yaml:2: cvmfs_repo: expected a string, got a value that cannot be read as !custom",
+    ),
+    (
+        "version: 1\ncvmfs_repo: r.cern.ch\ninput:\n  - quay.io/a/b:1\n  - !!int abc\n",
+        "r.yaml:5: input[1]: expected a string, got a value that cannot be read as",
+    ),
+    (
+        "version: !!python/name:os.system ''\ncvmfs_repo: r.cern.ch\ninput: [quay.io/a/b:1]\n",
+        "r.yaml:1: version: expected the integer 1, got a value that cannot be read",
+    ),
+    (
+        f"version: {'9' * 5000}\ncvmfs_repo: r.cern.ch\ninput: [quay.io/a/b:1]\n",
+        "r.yaml:1: version: expected the integer 1, got a value that cannot be read",
+    ),
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ducc.errors import BadReference
@@ -210,11 +212,33 @@ def test_invalid_references_name_the_problem(text: str, fragment: str) -> None:
     assert fragment in str(info.value)
 
 
-def test_credentials_never_echoed() -> None:
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://alice:hunter2@quay.io/a/b:1",
+        "alice:hunter2@quay.io/a/b:1",
+        "https://alice:hunter2@quay.io",
+        "https://alice:hun/ter2@quay.io/a/b:1",  # '/' in the password: no port 'hun'
+        "alice:hunter2 x@quay.io/a/b:1",  # whitespace: checked after the credentials
+        "ftp://alice:hunter2@quay.io/a/b:1",  # a bad scheme: checked after them too
+        "https://alice:hun#ter2@quay.io/a/b:1",
+        "https://alice:hun@ter2@quay.io/a/b:1",
+        "alice:hun://ter2@quay.io/a/b:1",  # '://' in the password is no scheme
+    ],
+)
+def test_credentials_never_echoed(text: str) -> None:
     with pytest.raises(BadReference) as info:
-        parse_reference("https://alice:hunter2@quay.io/a/b:1")
-    assert "hunter2" not in str(info.value)
+        parse_reference(text)
+    assert "carries credentials" in str(info.value)
+    assert "hun" not in str(info.value)
     assert "alice" not in str(info.value)
+
+
+def test_many_at_signs_are_refused_quickly() -> None:
+    started = time.monotonic()
+    with pytest.raises(BadReference):
+        parse_reference("quay.io/" + "@/" * 500_000)
+    assert time.monotonic() - started < 1.0
 
 
 def test_no_tag_means_latest_and_is_flagged() -> None:

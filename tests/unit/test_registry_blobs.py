@@ -192,8 +192,11 @@ def test_a_transfer_that_never_progresses_gives_up(
     rsps.add("GET", BLOB_URL, body=broken_body(DATA, CUT))
     rest = {"Content-Range": f"bytes {CUT}-{len(DATA) - 1}/{len(DATA)}"}
     rsps.add_callback("GET", BLOB_URL, callback=lambda _r: (206, rest, broken_body(b"", 0)))
-    with pytest.raises(TransientError, match=f"transfer broke at byte {CUT} of 200000"):
+    with pytest.raises(TransientError, match=f"transfer broke at byte {CUT} of 200000") as info:
         read_all(client_for(make_registries), [], chunk=READ_SIZE)
+    # The message says why it broke (here: reset), not only where.
+    assert "connection reset by peer" in str(info.value)
+    assert "gave up after 3 resumes" in str(info.value)
 
 
 def test_download_blob_renames_only_verified_content(

@@ -221,6 +221,20 @@ def test_5xx_then_success_backs_off_exponentially(
     assert 4 <= third <= 5
 
 
+def test_a_short_backoff_is_not_swamped_by_jitter(
+    rsps: responses.RequestsMock, make_registries: MakeRegistries, fake_time: FakeTime
+) -> None:
+    FakeRegistry(rsps)
+    for _ in range(3):
+        rsps.add("GET", URL, status=503)
+    rsps.add("GET", URL, body=b"{}")
+    assert get(client_for(make_registries, backoff_initial=0.01)) == b"{}"
+    first, second, third = fake_time.sleeps
+    assert 0.01 <= first <= 0.02
+    assert 0.02 <= second <= 0.03
+    assert 0.04 <= third <= 0.05
+
+
 def test_persistent_5xx_gives_up_after_the_attempts(
     rsps: responses.RequestsMock, make_registries: MakeRegistries
 ) -> None:

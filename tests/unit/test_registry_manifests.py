@@ -230,3 +230,26 @@ def test_a_malformed_config_is_named_in_the_error(
     expected = rf"^config registry\.test/team/app@{sha256(raw_config)}: image config: required"
     with pytest.raises(ManifestError, match=expected):
         resolve(make_registries().client(REF), REF)
+
+
+def test_a_pinned_digest_is_fetched_by_digest_though_the_tag_moved(
+    rsps: responses.RequestsMock, make_registries: MakeRegistries
+) -> None:
+    fake = FakeRegistry(rsps)
+    moved = make_image([LAYER], env=["MOVED=1"])
+    fake.image("team/app", None, AMD64)  # still there by digest
+    fake.image("team/app", "v1", moved)  # the tag points elsewhere since the HEAD
+    (image,) = resolve(make_registries().client(REF), REF, pinned=Digest.parse(AMD64.digest))
+    assert str(image.manifest.digest) == AMD64.digest
+    assert fake.calls("GET", "/manifests/v1") == []
+    assert len(fake.calls("GET", f"/manifests/{AMD64.digest}")) == 1
+
+
+def test_a_pinned_digest_answered_with_another_manifest_is_refused(
+    rsps: responses.RequestsMock, make_registries: MakeRegistries
+) -> None:
+    fake = FakeRegistry(rsps)
+    other = make_image([LAYER], env=["X=1"])
+    fake.manifest("team/app", AMD64.digest, other.manifest, other.manifest_type)
+    with pytest.raises(DigestMismatch, match=f"expected {AMD64.digest}, got {other.digest}"):
+        resolve(make_registries().client(REF), REF, pinned=Digest.parse(AMD64.digest))

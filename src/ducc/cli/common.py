@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
 import click
 
+from ducc.errors import InputError
 from ducc.platform import Platform, parse_platform
-from ducc.registry.client import Registries
+from ducc.registry.client import Registries, RegistrySettings
 from ducc.registry.credentials import CredentialStore
+
+_SECONDS = "a number of seconds > 0"
+_DELAY = "a number of seconds >= 0"
+_ATTEMPTS = "a whole number >= 1"
+# Variable -> (RegistrySettings field, what it must be); for operators and fast tests.
+REGISTRY_ENVIRONMENT = {
+    "DUCC_REGISTRY_CONNECT_TIMEOUT": ("connect_timeout", _SECONDS),
+    "DUCC_REGISTRY_READ_TIMEOUT": ("read_timeout", _SECONDS),
+    "DUCC_REGISTRY_RETRIES": ("retry_attempts", _ATTEMPTS),
+    "DUCC_REGISTRY_BACKOFF": ("backoff_initial", _DELAY),
+    "DUCC_REGISTRY_BACKOFF_CAP": ("backoff_cap", _DELAY),
+    "DUCC_REGISTRY_MAX_WAIT": ("max_wait", _DELAY),
+}
 
 
 def warn(lines: list[str]) -> None:
@@ -14,8 +34,39 @@ def warn(lines: list[str]) -> None:
         click.echo(f"warning: {line}", err=True)
 
 
+def registry_settings(environ: Mapping[str, str]) -> RegistrySettings:
+    """The defaults, overridden by the `DUCC_REGISTRY_*` variables set in `environ`."""
+    values: dict[str, Any] = {}
+    problems = []
+    for name, (attribute, expected) in REGISTRY_ENVIRONMENT.items():
+        text = environ.get(name, "").strip()
+        if not text:
+            continue
+        value = _number(text, expected)
+        if value is None:
+            problems.append(f"{name}={text!r}: expected {expected}")
+        else:
+            values[attribute] = value
+    if problems:
+        raise InputError("; ".join(problems), hint="fix or unset the variables named")
+    return replace(RegistrySettings(), **values)
+
+
+def _number(text: str, expected: str) -> float | int | None:
+    """`text` as `expected` describes it, or None."""
+    try:
+        value = int(text) if expected == _ATTEMPTS else float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    if expected == _DELAY or value > 0:
+        return value
+    return None
+
+
 def open_registries() -> Registries:
-    return Registries(credentials=CredentialStore.from_environment())
+    return Registries(registry_settings(os.environ), credentials=CredentialStore.from_environment())
 
 
 def platform_option(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from ducc.errors import AuthError, RegistryError
+from ducc.log import hide
 from ducc.registry.auth import Challenge, TokenCache, TokenKey, parse_challenges
 from ducc.registry.credentials import Credential, CredentialStore
 from ducc.registry.faults import error_from_response, read_body
@@ -140,6 +141,7 @@ class Authorizer:
                 hint="check the credentials for this registry",
             )
         token, expires_in = response
+        hide(token)  # a registry may echo it in an error message
         self._tokens.put(key, token, expires_in)
         self._log.debug("token_fetched", scope=key.scope, expires_in=expires_in)
         return f"Bearer {token}"

@@ -51,6 +51,7 @@ class _Transfer:
         self.offset = 0
         self.resumes = 0
         self._stalled = 0  # resumes since the last byte arrived
+        self._fault = "the connection closed early"  # why the transfer last broke
         self._response: requests.Response | None = None
         self._log = log.get("registry").bind(
             registry=client.api_host, digest=str(descriptor.digest)
@@ -79,7 +80,10 @@ class _Transfer:
             data: bytes = self._response.raw.read(n, decode_content=False)
         except READ_FAULTS as exc:
             self._log.warning("blob_transfer_broke", offset=self.offset, error=type(exc).__name__)
+            self._fault = f"{type(exc).__name__}: {log.redact(str(exc))}"
             return None
+        if not data:
+            self._fault = "the connection closed early"
         return data
 
     def _resume(self) -> None:
@@ -88,7 +92,8 @@ class _Transfer:
         if self._stalled > MAX_RESUMES_WITHOUT_PROGRESS:
             raise TransientError(
                 f"{self.client.api_host}: blob {self.descriptor.digest}: transfer broke at byte "
-                f"{self.offset} of {self.descriptor.size}; gave up after {self.resumes} resumes"
+                f"{self.offset} of {self.descriptor.size} ({self._fault}); "
+                f"gave up after {self.resumes} resumes"
             )
         self.resumes += 1
         self.client.pause(self._stalled)

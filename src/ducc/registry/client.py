@@ -255,8 +255,11 @@ class RegistryClient:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, TransientError) and exc.retry_after is not None:
             return max(0.0, exc.retry_after)
+        # Jitter in proportion to the backoff: tenacity's default (up to 1 s) would swamp a
+        # short backoff an operator asked for.
+        initial = self.settings.backoff_initial
         backoff = tenacity.wait_exponential_jitter(
-            initial=self.settings.backoff_initial, max=self.settings.backoff_cap
+            initial=initial, max=self.settings.backoff_cap, jitter=initial
         )
         return float(backoff(state))
 

@@ -31,6 +31,10 @@ class Credential:
     password: str = field(repr=False)
     source: str = ""  # where it came from, for messages (never the secret itself)
 
+    def __post_init__(self) -> None:
+        # The forms that travel: the password, and `user:password` as a Basic header has it.
+        log.hide(self.password, f"{self.username}:{self.password}")
+
 
 @dataclass(frozen=True, slots=True)
 class _Entry:

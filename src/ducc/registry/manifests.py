@@ -141,11 +141,14 @@ def resolve(
     *,
     platform: Platform | None = None,
     multi_arch: bool = False,
+    pinned: Digest | None = None,
 ) -> list[ResolvedImage]:
     """The images `ref` names: the index's entry for `platform` (default linux/amd64), or
     every platform of that OS with `multi_arch`. A single manifest must match an explicitly
-    requested platform."""
-    top = get_manifest(client, ref.repository, ref.pull_reference, expected=ref.digest)
+    requested platform. `pinned` (the digest a HEAD reported) is fetched by digest, so a tag
+    moved meanwhile cannot swap in another manifest than the one reported."""
+    expected = ref.digest or pinned
+    top = get_manifest(client, ref.repository, expected or ref.pull_reference, expected=expected)
     if isinstance(top, ImageManifest):
         image = _complete(client, ref, top, None, None)
         if platform is not None and image.platform != platform:
