@@ -62,7 +62,7 @@ class ImageJob:
 
     def _ingest(self) -> None:
         for plan in self.plans:
-            self.ingested.update(self.builder.ingest_layers(plan, self.stats))
+            self.builder.ingest_layers(plan, self.stats, self.ingested)
 
     def _overlay_flats(self) -> list[Path | None]:
         """`cvmfs_server overlay` of the published layer trees: one publish per flat tree."""

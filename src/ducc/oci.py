@@ -24,7 +24,13 @@ from ducc.oci_json import (
     require_list,
     require_object,
 )
-from ducc.platform import DEFAULT_PLATFORM, Platform, normalize_platform, parse_platform
+from ducc.platform import (
+    DEFAULT_PLATFORM,
+    Platform,
+    name_problem,
+    normalize_platform,
+    parse_platform,
+)
 
 __all__ = [
     "DEFAULT_PLATFORM",
@@ -34,6 +40,7 @@ __all__ = [
     "ImageIndex",
     "ImageManifest",
     "Platform",
+    "check_config_descriptor",
     "check_config_matches",
     "layer_compression",
     "parse_config",
@@ -241,7 +248,21 @@ def _descriptor(data: Any, where: str) -> Descriptor:
 def _platform(data: dict[str, Any], where: str) -> Platform:
     os_name = get_str(data, "os", where, required=True)
     architecture = get_str(data, "architecture", where, required=True)
-    return normalize_platform(os_name, architecture, get_str(data, "variant", where))
+    platform = normalize_platform(os_name, architecture, get_str(data, "variant", where))
+    _check_platform(platform, where, required=True)
+    return platform
+
+
+def _check_platform(platform: Platform, where: str, *, required: bool) -> None:
+    """Refuse names that are no platform (`../..`, `a/b`); only a variant may be empty,
+    and in a config (where ducc never takes a directory name from) any field."""
+    for field in ("os", "architecture", "variant"):
+        value = getattr(platform, field)
+        if not value and (field == "variant" or not required):
+            continue
+        problem = name_problem(field, value)
+        if problem:
+            raise ManifestError(f"{where}: {problem}")
 
 
 def parse_config(raw: bytes, digest: Digest) -> ImageConfig:
@@ -263,7 +284,7 @@ def parse_config(raw: bytes, digest: Digest) -> ImageConfig:
     where = "image config config"
     entrypoint = get_str_list(run, "Entrypoint", where)
     cmd = get_str_list(run, "Cmd", where)
-    return ImageConfig(
+    config = ImageConfig(
         raw=raw,
         digest=digest,
         diff_ids=diff_ids,
@@ -276,6 +297,17 @@ def parse_config(raw: bytes, digest: Digest) -> ImageConfig:
         architecture=get_str(data, "architecture", "image config", required=True),
         variant=get_str(data, "variant", "image config"),
     )
+    _check_platform(config.platform, "image config", required=False)
+    return config
+
+
+def check_config_descriptor(manifest: ImageManifest) -> None:
+    """The manifest describes a container image: a Helm chart or another OCI artifact has
+    a config of its own media type (image-spec manifest.md "config")."""
+    if manifest.config.media_type not in CONFIG_TYPES:
+        raise ManifestError(
+            f"not a container image: config media type is {manifest.config.media_type!r}"
+        )
 
 
 def check_config_matches(manifest: ImageManifest, config: ImageConfig) -> None:
@@ -284,10 +316,7 @@ def check_config_matches(manifest: ImageManifest, config: ImageConfig) -> None:
         raise ManifestError(
             f"config {config.digest} is not the manifest's config {manifest.config.digest}"
         )
-    if manifest.config.media_type not in CONFIG_TYPES:
-        raise ManifestError(
-            f"not a container image: config media type is {manifest.config.media_type!r}"
-        )
+    check_config_descriptor(manifest)
     if len(manifest.layers) != len(config.diff_ids):
         raise ManifestError(
             f"manifest {manifest.digest} lists {len(manifest.layers)} layers but its config "

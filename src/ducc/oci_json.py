@@ -20,7 +20,9 @@ def decode_json(raw: bytes, limit: int, what: str) -> dict[str, Any]:
     if len(raw) > limit:
         raise ManifestError(f"{what} is {len(raw)} bytes, larger than the {limit} byte limit")
     try:
-        data = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        data = json.loads(
+            raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant
+        )
     except UnicodeDecodeError:
         raise ManifestError(f"{what} is not UTF-8 text") from None
     except RecursionError:
@@ -42,6 +44,11 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"duplicate key {key!r}")
         result[key] = value
     return result
+
+
+def _no_constant(name: str) -> Any:
+    # Python reads NaN and Infinity, which RFC 8259 (and the registry's own parser) refuse.
+    raise ValueError(f"{name} is not JSON")
 
 
 def _depth(value: Any) -> int:

@@ -74,6 +74,14 @@ def _arm64_variant(variant: str) -> str:
     return variant
 
 
+def name_problem(field: str, value: str) -> str | None:
+    """Why `value` cannot be a platform's os, architecture or variant, or None. A platform
+    from a registry names a directory (`.multiarch/<label>`): `..` or `/` must not pass."""
+    if _NAME.fullmatch(value):
+        return None
+    return f"{field} {value!r} is not a platform name (1-32 of a-z, 0-9, '.', '_', '-')"
+
+
 def parse_platform(text: str) -> Platform:
     """Parse `os/arch[/variant]` as given on the command line (`linux/arm64/v8`)."""
     parts = text.strip().lower().split("/")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ducc.digest import Digest
@@ -78,11 +78,13 @@ def _add_to_podman(layout: Layout, ref: Reference, image: ResolvedImage, flat: P
 
 
 def _created(config: bytes) -> datetime | None:
-    """The image's creation time from its config (what `podman images` shows), if valid."""
+    """The image's creation time from its config (what `podman images` shows), in UTC, if
+    valid. Year 1 at +14:00 is a valid ISO date that no UTC time can hold (OverflowError)."""
     try:
         value = json.loads(config).get("created")
-        return datetime.fromisoformat(value) if isinstance(value, str) else None
-    except (ValueError, AttributeError):
+        when = datetime.fromisoformat(value) if isinstance(value, str) else None
+        return when.astimezone(UTC) if when is not None else None
+    except (ValueError, AttributeError, OverflowError):
         return None
 
 

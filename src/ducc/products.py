@@ -19,6 +19,7 @@ from ducc import log
 from ducc.apptainer import write_apptainer_files
 from ducc.blobcache import BlobCache, CachedLayer
 from ducc.digest import Digest, chain_ids
+from ducc.errors import ManifestError
 from ducc.layers import ApplyMode, Limits, apply_layer, remove_tree, staged
 from ducc.layers.clone import clone_tree
 from ducc.layers.stream import LayerDigests
@@ -67,9 +68,18 @@ class BuildStats:
 
 
 def plan_layers(image: ResolvedImage) -> list[LayerPlan]:
-    """Each layer with its diff_id and ChainID; refuses foreign or unknown layer types."""
+    """Each layer with its diff_id and ChainID; refuses foreign or unknown layer types, and
+    digests the repository layout cannot name (it names products by sha256 hex only)."""
     for descriptor in image.manifest.layers:
         layer_compression(descriptor.media_type)
+    named = [image.config.digest, *image.config.diff_ids]
+    named += [d.digest for d in image.manifest.layers]
+    other = sorted({d.algorithm for d in named} - {"sha256"})
+    if other:
+        raise ManifestError(
+            f"{image.reference}: {', '.join(other)} digests are not supported: the repository "
+            "names configs, layers and chains by sha256 digests"
+        )
     diff_ids = list(image.config.diff_ids)
     chains = chain_ids(diff_ids)
     return [LayerPlan(i, d, diff_ids[i], chains[i]) for i, d in enumerate(image.manifest.layers)]
@@ -146,12 +156,17 @@ class ImageBuilder:
             yield replace(self.opener(plan), progress=advance)
 
     def ingest_layers(
-        self, plans: list[LayerPlan], stats: BuildStats
+        self,
+        plans: list[LayerPlan],
+        stats: BuildStats,
+        ingested: dict[Digest, LayerDigests] | None = None,
     ) -> dict[Digest, LayerDigests]:
-        """Publish the literal content of every missing layer; what each pass measured."""
-        ingested: dict[Digest, LayerDigests] = {}
+        """Publish the literal content of every missing layer; what each pass measured.
+        `ingested` (added to) holds the layers this job ingested already: a manifest may
+        list one blob twice, and platforms of an index may share layers."""
+        ingested = {} if ingested is None else ingested
         for plan in plans:
-            if not self._layer_missing(plan):
+            if plan.blob in ingested or not self._layer_missing(plan):
                 stats.layers_reused += 1
                 METRICS.inc("ducc_layers_reused_total")
                 continue

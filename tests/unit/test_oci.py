@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -65,6 +66,37 @@ def test_index_entries_carry_normalised_platforms(fmt: str) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("platform", "message"),
+    [
+        ({"os": "linux", "architecture": "../../../escaped"}, "architecture '../../../escaped'"),
+        ({"os": "linux", "architecture": "arm", "variant": "v7/../.."}, "variant 'v7/../..'"),
+        ({"os": "..", "architecture": "amd64"}, "os '..' is not a platform name"),
+        ({"os": "linux", "architecture": ""}, "architecture '' is not a platform name"),
+        ({"os": "linux", "architecture": "a" * 33}, f"architecture '{'a' * 33}'"),
+    ],
+)
+def test_index_platforms_that_are_no_names_are_refused(
+    platform: dict[str, str], message: str
+) -> None:
+    """`--multi-arch` makes `.multiarch/<architecture>` directories of them."""
+    entry = {**OCI_IMAGE.descriptor(), "platform": platform}
+    index = make_index([OCI_IMAGE], extra=[entry])
+    with pytest.raises(
+        ManifestError, match=r"index manifests\[1\] platform: " + re.escape(message)
+    ):
+        parse_manifest(index.raw, index.media_type)
+
+
+def test_config_platform_must_be_names_where_given() -> None:
+    doc = {"os": "linux", "architecture": "amd64", "rootfs": {"type": "layers", "diff_ids": []}}
+    raw = json.dumps(doc | {"variant": ""}).encode()
+    assert parse_config(raw, Digest.of(raw)).platform == Platform("linux", "amd64")
+    raw = json.dumps(doc | {"architecture": "amd64/../x"}).encode()
+    with pytest.raises(ManifestError, match=re.escape("image config: architecture 'amd64/../x'")):
+        parse_config(raw, Digest.of(raw))
+
+
 def test_content_type_parameters_and_generic_types_are_tolerated() -> None:
     parsed = parse_manifest(OCI_IMAGE.manifest, OCI_IMAGE.manifest_type + "; charset=utf-8")
     assert isinstance(parsed, ImageManifest)
@@ -97,6 +129,8 @@ def test_manifest_without_media_type_is_inferred_from_its_fields() -> None:
         (manifest_doc(layers={}), None, "'layers' must be a list"),
         (manifest_doc(mediaType="application/x-foo"), None, "unsupported manifest media type"),
         (manifest_doc(manifests=[]), None, "ambiguous"),
+        (b'{"schemaVersion": 2, "x": NaN}', None, "not valid JSON: NaN is not JSON"),
+        (b'{"schemaVersion": 2, "x": -Infinity}', None, "-Infinity is not JSON"),
     ],
 )
 def test_bad_manifests_are_refused_with_a_clear_message(

@@ -189,6 +189,49 @@ def test_reference_with_digest_is_pinned(
     assert str(image.manifest.digest) == AMD64.digest
 
 
+def test_an_artifact_config_is_refused_before_it_is_fetched(
+    rsps: responses.RequestsMock, make_registries: MakeRegistries
+) -> None:
+    fake = FakeRegistry(rsps)
+    doc = json.loads(AMD64.manifest)
+    doc["config"]["mediaType"] = "application/vnd.cncf.helm.config.v1+json"
+    raw = json.dumps(doc).encode()
+    fake.manifest("team/app", "v1", raw, AMD64.manifest_type)
+    fake.blob("team/app", AMD64.config)
+    with pytest.raises(ManifestError, match="not a container image: config media type"):
+        resolve(make_registries().client(REF), REF)
+    assert not fake.calls("GET", "/blobs/")
+
+
+def test_a_malformed_manifest_is_named_in_the_error(
+    rsps: responses.RequestsMock, make_registries: MakeRegistries
+) -> None:
+    fake = FakeRegistry(rsps)
+    doc = json.loads(AMD64.manifest)
+    del doc["layers"]
+    fake.manifest("team/app", "v1", json.dumps(doc).encode(), AMD64.manifest_type)
+    expected = r"^manifest registry\.test/team/app@v1: manifest: required field 'layers'"
+    with pytest.raises(ManifestError, match=expected):
+        resolve(make_registries().client(REF), REF)
+
+
+def test_a_malformed_config_is_named_in_the_error(
+    rsps: responses.RequestsMock, make_registries: MakeRegistries
+) -> None:
+    fake = FakeRegistry(rsps)
+    config = json.loads(AMD64.config)
+    del config["rootfs"]
+    image = make_image([LAYER], diff_ids=[LAYER.diff_id])
+    doc = json.loads(image.manifest)
+    raw_config = json.dumps(config).encode()
+    doc["config"].update(digest=sha256(raw_config), size=len(raw_config))
+    fake.manifest("team/app", "v1", json.dumps(doc).encode(), image.manifest_type)
+    fake.blob("team/app", raw_config)
+    expected = rf"^config registry\.test/team/app@{sha256(raw_config)}: image config: required"
+    with pytest.raises(ManifestError, match=expected):
+        resolve(make_registries().client(REF), REF)
+
+
 def test_a_pinned_digest_is_fetched_by_digest_though_the_tag_moved(
     rsps: responses.RequestsMock, make_registries: MakeRegistries
 ) -> None:

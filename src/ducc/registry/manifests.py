@@ -7,7 +7,8 @@ against it; a `Docker-Content-Digest` header is checked against the body when pr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ducc import log
@@ -22,6 +23,7 @@ from ducc.oci import (
     ImageConfig,
     ImageIndex,
     ImageManifest,
+    check_config_descriptor,
     check_config_matches,
     parse_config,
     parse_manifest,
@@ -102,7 +104,18 @@ def get_manifest(
     claimed = fetched.headers.get("Docker-Content-Digest", "").strip()
     if claimed and digest_problem(claimed) is None:
         _verify(fetched.body, Digest.parse(claimed), f"{what} (Docker-Content-Digest)")
-    return parse_manifest(fetched.body, fetched.headers.get("Content-Type"))
+    with _naming(what):
+        return parse_manifest(fetched.body, fetched.headers.get("Content-Type"))
+
+
+@contextlib.contextmanager
+def _naming(what: str) -> Iterator[None]:
+    """Put the document's name in front of a `ManifestError` raised while reading it, so a
+    user learns which image the registry got wrong."""
+    try:
+        yield
+    except ManifestError as exc:
+        raise ManifestError(f"{what}: {exc.message}", hint=exc.hint) from None
 
 
 def _verify(raw: bytes, expected: Digest, what: str) -> None:
@@ -112,9 +125,13 @@ def _verify(raw: bytes, expected: Digest, what: str) -> None:
 
 
 def fetch_config(client: RegistryClient, repository: str, manifest: ImageManifest) -> ImageConfig:
-    raw = read_blob(client, repository, manifest.config, limit=MAX_CONFIG_BYTES)
-    config = parse_config(raw, manifest.config.digest)
-    check_config_matches(manifest, config)
+    """The manifest's config, refused by its descriptor (a Helm chart, an artifact) before
+    any byte of it is fetched."""
+    with _naming(f"config {client.api_host}/{repository}@{manifest.config.digest}"):
+        check_config_descriptor(manifest)
+        raw = read_blob(client, repository, manifest.config, limit=MAX_CONFIG_BYTES)
+        config = parse_config(raw, manifest.config.digest)
+        check_config_matches(manifest, config)
     return config
 
 
