@@ -40,9 +40,16 @@ def default_of(converted: list[Converted]) -> Converted:
 def write_pointers(
     layout: Layout, ref: Reference, converted: list[Converted], *, variant: bool, podman: bool
 ) -> None:
-    """Links, podman entry, then metadata; `variant` publishes per-platform trees."""
+    """Podman entry, links, then metadata; `variant` publishes per-platform trees.
+
+    The public links come after everything that can fail for reasons of the image (the
+    podman entry) and before the metadata that records the image as published: where no
+    transaction can roll back (the directory publisher), a failure leaves no link behind, and
+    a crash between links and metadata only makes the next run convert the image again."""
     main = default_of(converted)
     if main.flat is not None:
+        if podman:
+            _add_to_podman(layout, ref, main.image, main.flat)
         if variant:
             for item in converted:
                 if item.flat is not None:
@@ -51,8 +58,6 @@ def write_pointers(
             link_arch_aliases(layout)
         else:
             link_public(layout, ref, main.flat)
-        if podman:
-            _add_to_podman(layout, ref, main.image, main.flat)
     if variant:
         for item in converted:
             label = item.image.platform.label
