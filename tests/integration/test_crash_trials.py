@@ -1,0 +1,78 @@
+"""`kill -9` at random moments of `ducc convert`, over both publishers: what clients see stays
+complete, nothing published is lost, and the next run completes with a clean result.
+
+`DUCC_CRASH_TRIALS` (default 30) trials are split over the publishers and campaigns of up to
+`CAMPAIGN` trials; a campaign id names its seed: `DUCC_CRASH_SEED=<seed>` runs it again.
+In a third of the cvmfs trials the fake `cvmfs_server` injects a fault into the killed run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.fixture import FakeCvmfs
+from tests.support.crash import Campaign, Target
+from tests.support.registry import LocalRegistry
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.root]
+
+TRIALS = int(os.environ.get("DUCC_CRASH_TRIALS", "30"))
+SEED = int(os.environ.get("DUCC_CRASH_SEED", "20261128"))
+CAMPAIGN = 8
+
+
+def campaigns(publisher: str, offset: int) -> list[tuple[str, int, int]]:
+    """(publisher, seed, trials) of each campaign: half the trials each publisher."""
+    total = math.ceil(TRIALS / 2)
+    count = math.ceil(total / CAMPAIGN)
+    sizes = [total // count + (1 if i < total % count else 0) for i in range(count)]
+    return [(publisher, SEED + offset + i, size) for i, size in enumerate(sizes)]
+
+
+CAMPAIGNS = campaigns("dir", 0) + campaigns("cvmfs", 100)
+
+
+@pytest.mark.parametrize(
+    ("publisher", "seed", "trials"),
+    CAMPAIGNS,
+    ids=[f"{p}-seed{s}-{n}trials" for p, s, n in CAMPAIGNS],
+)
+def test_kill_9_at_random_moments(
+    registry: LocalRegistry,
+    fake_cvmfs: FakeCvmfs,
+    tmp_path: Path,
+    publisher: str,
+    seed: int,
+    trials: int,
+) -> None:
+    state = tmp_path / "ducc-state"
+    if publisher == "dir":
+        root = tmp_path / "dir-repo"
+        args = ("--publisher", "dir", "--root", os.fspath(root), "--state-dir", os.fspath(state))
+        target = Target(publisher, args, root, root, state, fake_cvmfs.repo)
+    else:
+        prefix = ("--publisher", "cvmfs", "--cvmfs-prefix", os.fspath(fake_cvmfs.prefix))
+        args = (*prefix, "--state-dir", os.fspath(state))
+        view = fake_cvmfs.state / fake_cvmfs.repo / "rdonly"
+        target = Target(
+            publisher, args, fake_cvmfs.root, view, state, fake_cvmfs.repo, fake_cvmfs.state
+        )
+    campaign = Campaign(registry, target, tmp_path, seed, trials)
+    campaign.prepare()
+    failed = []
+    for index in range(1, trials + 1):
+        faulted = publisher == "cvmfs" and index % 3 == 0
+        result = campaign.trial(index, faults=faulted)
+        kill = result.kill
+        print(
+            f"trial seed={kill.plan.seed} delay={kill.plan.delay:.2f}s "
+            f"group={kill.plan.group} faults={kill.plan.faults} killed={kill.killed} "
+            f"exit={kill.exit_code} phase={kill.phase!r} violations={len(result.violations)}"
+        )
+        if result.violations:
+            failed.append(f"trial seed {kill.plan.seed} ({kill.phase}): {result.violations}")
+    assert not failed, "\n".join(failed)
