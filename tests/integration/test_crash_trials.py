@@ -63,6 +63,7 @@ def test_kill_9_at_random_moments(
         )
     campaign = Campaign(registry, target, tmp_path, seed, trials)
     campaign.prepare()
+    print(f"campaign {publisher} seed={seed}: uninterrupted run {campaign.window:.2f}s")
     failed = []
     for index in range(1, trials + 1):
         faulted = publisher == "cvmfs" and index % 3 == 0
@@ -71,7 +72,8 @@ def test_kill_9_at_random_moments(
         print(
             f"trial seed={kill.plan.seed} delay={kill.plan.delay:.2f}s "
             f"group={kill.plan.group} faults={kill.plan.faults} killed={kill.killed} "
-            f"exit={kill.exit_code} phase={kill.phase!r} violations={len(result.violations)}"
+            f"exit={kill.exit_code} phase={kill.phase!r} violations={len(result.violations)} "
+            f"seconds={kill.seconds:.2f}+{result.seconds:.2f}"
         )
         if result.violations:
             failed.append(f"trial seed {kill.plan.seed} ({kill.phase}): {result.violations}")
