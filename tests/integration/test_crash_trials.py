@@ -8,6 +8,7 @@ In a third of the cvmfs trials the fake `cvmfs_server` injects a fault into the 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -23,6 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.root]
 TRIALS = int(os.environ.get("DUCC_CRASH_TRIALS", "30"))
 SEED = int(os.environ.get("DUCC_CRASH_SEED", "20261128"))
 CAMPAIGN = 8
+RECORD = os.environ.get("DUCC_CRASH_RECORD")  # a file: one JSON line per trial is appended
 
 
 def campaigns(publisher: str, offset: int) -> list[tuple[str, int, int]]:
@@ -75,6 +77,9 @@ def test_kill_9_at_random_moments(
             f"exit={kill.exit_code} phase={kill.phase!r} violations={len(result.violations)} "
             f"seconds={kill.seconds:.2f}+{result.seconds:.2f}"
         )
+        if RECORD:
+            with open(RECORD, "a") as out:
+                out.write(json.dumps(result.as_json(publisher)) + "\n")
         if result.violations:
             failed.append(f"trial seed {kill.plan.seed} ({kill.phase}): {result.violations}")
     assert not failed, "\n".join(failed)

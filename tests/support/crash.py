@@ -89,6 +89,21 @@ class TrialResult:
     violations: list[str] = field(default_factory=list)
     seconds: float = 0.0  # the checks and the next run
 
+    def as_json(self, publisher: str) -> dict[str, object]:
+        kill = self.kill
+        return {
+            "publisher": publisher,
+            "seed": kill.plan.seed,
+            "delay": round(kill.plan.delay, 3),
+            "group": kill.plan.group,
+            "faults": kill.plan.faults,
+            "killed": kill.killed,
+            "exit": kill.exit_code,
+            "phase": kill.phase,
+            "violations": self.violations,
+            "seconds": round(kill.seconds + self.seconds, 2),
+        }
+
 
 def convert_command(recipe: Path, target: Target, *extra: str) -> list[str]:
     return [
@@ -388,7 +403,8 @@ class Campaign:
     def _reference(self, refs: list[str]) -> None:
         root = self.workdir / "reference"
         recipe = write_recipe(self.workdir / "reference.yaml", self.target.repo, refs)
-        args = ("--publisher", "dir", "--root", os.fspath(root))
+        # Another way to the same flat trees: every layer applied in turn, no chains.
+        args = ("--publisher", "dir", "--root", os.fspath(root), "--skip-chains", "-p")
         state = self.workdir / "reference-state"
         reference = Target(
             "dir", (*args, "--state-dir", os.fspath(state)), root, root, state, self.target.repo
