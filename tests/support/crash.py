@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import random
 import signal
@@ -20,6 +21,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from ducc.verify import verify
@@ -36,8 +38,7 @@ FAULTS: tuple[tuple[str, Sequence[str]], ...] = (
 )
 # ducc's log events (`-v`), mapped to the phase a kill right after them interrupts.
 PHASES = {
-    "publisher_chosen": "poll",
-    "wishes_expanded": "poll",
+    "poll_result": "poll",
     "stale_transaction_aborted": "recovery",
     "stale_staging_removed": "recovery",
     "blob_download": "download",
@@ -126,10 +127,32 @@ def convert(recipe: Path, target: Target) -> Run:
     return ducc("-v", "--log-format", "json", "convert", recipe, "--json", *target.args)
 
 
-def timed_convert(recipe: Path, target: Target) -> tuple[Run, float]:
-    started = time.monotonic()
+@dataclass(frozen=True, slots=True)
+class Window:
+    """An uninterrupted run: its duration, and when its work began (after the poll)."""
+
+    seconds: float
+    work: float
+
+
+def timed_convert(recipe: Path, target: Target) -> tuple[Run, Window]:
+    started, clock = time.monotonic(), time.time()
     run = convert(recipe, target)
-    return run, time.monotonic() - started
+    seconds = time.monotonic() - started
+    return run, Window(seconds, min(seconds, first_work(run.stderr) - clock))
+
+
+def first_work(log: str) -> float:
+    """When the first event after the poll was logged (epoch seconds)."""
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if PHASES.get(record.get("event"), "poll") != "poll":
+            when = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
+            return when.timestamp()
+    return math.inf
 
 
 # --- processes -------------------------------------------------------------------------
@@ -193,17 +216,21 @@ class Plan:
     faults: dict[str, str]
 
 
-def plan(seed: int, window: float, *, faulted: bool, publishes: int) -> Plan:
-    """The kill lands anywhere in `window` (an uninterrupted run's duration, widened by the
-    sleeps of an injected slow publish); a quarter of the kills hit only ducc itself."""
+def plan(seed: int, window: Window, *, faulted: bool, publishes: int) -> Plan:
+    """The kill lands anywhere in an uninterrupted run (widened by the sleeps of an injected
+    slow publish): a third of the kills anywhere, the rest once the work has started (the
+    interpreter's start and the poll take most of a short run). A quarter of the kills hit
+    only ducc itself."""
     rng = random.Random(seed)
     faults: dict[str, str] = {}
+    end = window.seconds
     if faulted:
         variable, values = rng.choice(FAULTS)
         faults[variable] = rng.choice(values)
         if variable == "FAKE_CVMFS_SLOW_PUBLISH":
-            window += float(faults[variable]) * publishes
-    return Plan(seed, rng.uniform(0.0, window), rng.random() >= 0.25, faults)
+            end += float(faults[variable]) * publishes
+    start = 0.0 if rng.random() < 1 / 3 else window.work
+    return Plan(seed, rng.uniform(start, end), rng.random() >= 0.25, faults)
 
 
 def killed_run(recipe: Path, target: Target, trial: Plan, logs: Path) -> Kill:
@@ -377,7 +404,7 @@ class Campaign:
     refs: list[str] = field(default_factory=list)
     expected: dict[str, dict[str, str]] = field(default_factory=dict)
     names: list[str] = field(default_factory=list)
-    window: float = 0.0
+    window: Window = Window(0.0, 0.0)
     publishes: int = 0
     logs: Path = field(init=False)
 
