@@ -34,8 +34,8 @@ def summary(trials: list[dict[str, Any]]) -> str:
     for t in trials:
         p = t["publisher"]
         by["trials"][p]["trials"] += 1
-        by["trials"][p]["killed (whole process group)"] += t["killed"] and t["group"]
-        by["trials"][p]["killed (ducc only)"] += t["killed"] and not t["group"]
+        by["trials"][p]["killed (ducc and its children)"] += t["killed"] and t["everything"]
+        by["trials"][p]["killed (ducc only)"] += t["killed"] and not t["everything"]
         by["trials"][p]["run ended before the kill"] += not t["killed"]
         by["phase"][p][t["phase"]] += 1
         faults = ", ".join(f"{k.removeprefix('FAKE_CVMFS_')}={v}" for k, v in t["faults"].items())

@@ -76,7 +76,7 @@ def test_kill_9_at_random_moments(
         kill = result.kill
         print(
             f"trial seed={kill.plan.seed} delay={kill.plan.delay:.2f}s "
-            f"group={kill.plan.group} faults={kill.plan.faults} killed={kill.killed} "
+            f"everything={kill.plan.everything} faults={kill.plan.faults} killed={kill.killed} "
             f"exit={kill.exit_code} phase={kill.phase!r} violations={len(result.violations)} "
             f"seconds={kill.seconds:.2f}+{result.seconds:.2f}"
         )

@@ -2,8 +2,9 @@
 stratum 0 must keep: what clients see is complete and nothing published is lost, and the next
 run completes and leaves the repository equal to a clean conversion.
 
-A run starts in its own session (`start_new_session`), so killing its process group kills
-the `cvmfs_server` children too, as a crash of the service's cgroup would.
+Most kills take ducc and every process it started (its `cvmfs_server` children run in
+sessions of their own), as systemd kills a crashed service's cgroup; the others kill only
+ducc, and its children finish on their own before anything is checked.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class TrialResult:
             "publisher": publisher,
             "seed": kill.plan.seed,
             "delay": round(kill.plan.delay, 3),
-            "group": kill.plan.group,
+            "everything": kill.plan.everything,
             "faults": kill.plan.faults,
             "killed": kill.killed,
             "exit": kill.exit_code,
@@ -158,9 +159,10 @@ def first_work(log: str) -> float:
 # --- processes -------------------------------------------------------------------------
 
 
-def group_members(pgid: int) -> list[tuple[int, str]]:
-    """(pid, argv) of the live processes in process group `pgid` (zombies are dead)."""
-    found = []
+def process_tree(root: int) -> list[tuple[int, str]]:
+    """(pid, argv) of `root` and its live descendants (zombies are dead), parents first."""
+    parents: dict[int, list[int]] = {}
+    argvs: dict[int, str] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -170,29 +172,44 @@ def group_members(pgid: int) -> list[tuple[int, str]]:
         except OSError:
             continue
         fields = stat_text.rsplit(")", 1)[1].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            found.append((int(entry), " ".join(a.decode(errors="replace") for a in argv if a)))
+        if fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(entry))
+            argvs[int(entry)] = " ".join(a.decode(errors="replace") for a in argv if a)
+    found, pending = [], [root]
+    while pending:
+        pid = pending.pop(0)
+        if pid in argvs:
+            found.append((pid, argvs[pid]))
+        pending += parents.get(pid, [])
     return found
 
 
-def in_flight_verb(pgid: int, ducc_pid: int) -> str | None:
-    """The `cvmfs_server` verb running in the group, if any."""
-    for pid, argv in group_members(pgid):
+def in_flight_verb(tree: list[tuple[int, str]]) -> str | None:
+    """The `cvmfs_server` verb running in the tree, if any."""
+    for _, argv in tree[1:]:
         words = argv.split()
         for i, word in enumerate(words[:-1]):
-            if pid != ducc_pid and word.endswith("cvmfs_server"):
+            if word.endswith("cvmfs_server"):
                 return words[i + 1]
     return None
 
 
-def drain(pgid: int) -> None:
-    """Wait until no process of the group runs (a child outliving ducc finishes first)."""
+def drain(pids: list[int]) -> None:
+    """Wait until none of `pids` runs (children outliving ducc finish first)."""
     deadline = time.monotonic() + DRAIN_TIMEOUT
-    while group_members(pgid):
+    while alive := [p for p in pids if _running(p)]:
         if time.monotonic() > deadline:
-            os.killpg(pgid, signal.SIGKILL)
-            raise AssertionError(f"processes of group {pgid} still ran {DRAIN_TIMEOUT}s on")
+            for pid in alive:
+                os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"processes {alive} still ran {DRAIN_TIMEOUT}s after the kill")
         time.sleep(0.02)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def last_phase(log: str) -> str:
@@ -212,7 +229,7 @@ class Plan:
 
     seed: int
     delay: float
-    group: bool
+    everything: bool  # ducc and every process it started, as a cgroup; else only ducc
     faults: dict[str, str]
 
 
@@ -234,7 +251,8 @@ def plan(seed: int, window: Window, *, faulted: bool, publishes: int) -> Plan:
 
 
 def killed_run(recipe: Path, target: Target, trial: Plan, logs: Path) -> Kill:
-    """Start a conversion, SIGKILL it (or its whole group) after the planned delay."""
+    """Start a conversion; after the planned delay SIGKILL it and every process it started
+    (or only ducc itself)."""
     err = logs / f"seed{trial.seed}.log"
     started = time.monotonic()
     with err.open("wb") as stderr:
@@ -247,15 +265,17 @@ def killed_run(recipe: Path, target: Target, trial: Plan, logs: Path) -> Kill:
         )
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=trial.delay)
-        verb = in_flight_verb(proc.pid, proc.pid) if proc.poll() is None else None
+        tree: list[tuple[int, str]] = []
         killed = proc.poll() is None
         if killed:
-            if trial.group:
-                os.killpg(proc.pid, signal.SIGKILL)
-            else:
-                os.kill(proc.pid, signal.SIGKILL)
+            os.kill(proc.pid, signal.SIGSTOP)  # no new child while the tree is read
+            tree = process_tree(proc.pid)
+            for pid, _ in tree if trial.everything else tree[:1]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         code = proc.wait()
-        drain(proc.pid)
+        drain([pid for pid, _ in tree])
+        verb = in_flight_verb(tree)
     seconds = time.monotonic() - started
     if not killed:
         phase = "completed"
