@@ -27,21 +27,30 @@ CAMPAIGN = 8
 RECORD = os.environ.get("DUCC_CRASH_RECORD")  # a file: one JSON line per trial is appended
 
 
-def campaigns(publisher: str, offset: int) -> list[tuple[str, int, int]]:
-    """(publisher, seed, trials) of each campaign: half the trials each publisher."""
+def campaigns(publisher: str, offset: int) -> list[tuple[str, int, int, int]]:
+    """(publisher, seed, trials, number) of each campaign: half the trials each publisher."""
     total = math.ceil(TRIALS / 2)
     count = math.ceil(total / CAMPAIGN)
     sizes = [total // count + (1 if i < total % count else 0) for i in range(count)]
-    return [(publisher, SEED + offset + i, size) for i, size in enumerate(sizes)]
+    return [(publisher, SEED + offset + i, size, i) for i, size in enumerate(sizes)]
 
 
 CAMPAIGNS = campaigns("dir", 0) + campaigns("cvmfs", 100)
 
 
+def fault(publisher: str, number: int, index: int) -> int | None:
+    """Every third cvmfs trial (counted over the campaigns) injects a fault, each kind in
+    turn."""
+    counted = number * CAMPAIGN + index
+    if publisher != "cvmfs" or counted % 3:
+        return None
+    return counted // 3 - 1
+
+
 @pytest.mark.parametrize(
-    ("publisher", "seed", "trials"),
+    ("publisher", "seed", "trials", "number"),
     CAMPAIGNS,
-    ids=[f"{p}-seed{s}-{n}trials" for p, s, n in CAMPAIGNS],
+    ids=[f"{p}-seed{s}-{n}trials" for p, s, n, _ in CAMPAIGNS],
 )
 def test_kill_9_at_random_moments(
     registry: LocalRegistry,
@@ -50,6 +59,7 @@ def test_kill_9_at_random_moments(
     publisher: str,
     seed: int,
     trials: int,
+    number: int,
 ) -> None:
     state = tmp_path / "ducc-state"
     if publisher == "dir":
@@ -71,8 +81,7 @@ def test_kill_9_at_random_moments(
     )
     failed = []
     for index in range(1, trials + 1):
-        faulted = publisher == "cvmfs" and index % 3 == 0
-        result = campaign.trial(index, faults=faulted)
+        result = campaign.trial(index, fault=fault(publisher, number, index))
         kill = result.kill
         print(
             f"trial seed={kill.plan.seed} delay={kill.plan.delay:.2f}s "

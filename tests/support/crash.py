@@ -233,16 +233,17 @@ class Plan:
     faults: dict[str, str]
 
 
-def plan(seed: int, window: Window, *, faulted: bool, publishes: int) -> Plan:
+def plan(seed: int, window: Window, *, fault: int | None, publishes: int) -> Plan:
     """The kill lands anywhere in an uninterrupted run (widened by the sleeps of an injected
     slow publish): a third of the kills anywhere, the rest once the work has started (the
     interpreter's start and the poll take most of a short run). A quarter of the kills hit
-    only ducc itself."""
+    only ducc itself. `fault` picks the kind of fault from FAULTS (in turn), the seed its
+    value."""
     rng = random.Random(seed)
     faults: dict[str, str] = {}
     end = window.seconds
-    if faulted:
-        variable, values = rng.choice(FAULTS)
+    if fault is not None:
+        variable, values = FAULTS[fault % len(FAULTS)]
         faults[variable] = rng.choice(values)
         if variable == "FAKE_CVMFS_SLOW_PUBLISH":
             end += float(faults[variable]) * publishes
@@ -462,7 +463,7 @@ class Campaign:
         assert len(self.names) == len(refs)
         self.expected = {name: fingerprint((root / name).resolve()) for name in self.names}
 
-    def trial(self, index: int, *, faults: bool) -> TrialResult:
+    def trial(self, index: int, *, fault: int | None) -> TrialResult:
         self.refs += [
             f"{self.registry.url}/crash-{self.target.publisher}-{self.seed}/app:w{index}-{x}"
             for x in "abc"
@@ -471,7 +472,7 @@ class Campaign:
         view = self.target.view
         before, revision = recorded(view), fake_revision(self.target)
         seed = self.seed * 1000 + index
-        choices = plan(seed, self.window, faulted=faults, publishes=self.publishes)
+        choices = plan(seed, self.window, fault=fault, publishes=self.publishes)
         kill = killed_run(self.recipe, self.target, choices, self.logs)
         result = TrialResult(kill)
         started = time.monotonic()
