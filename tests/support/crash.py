@@ -430,22 +430,25 @@ class Campaign:
     logs: Path = field(init=False)
 
     def prepare(self) -> None:
-        """Push every wave, publish wave 0 (timing the run: the kill window), and convert
-        every wave once cleanly with the dir publisher: the reference trees."""
+        """Push every wave, publish wave 0, then wave 1 as a trial's run would, timed: the
+        kill window. Convert every wave once cleanly with the dir publisher: the reference
+        trees."""
         self.logs = self.workdir / "logs"
         self.logs.mkdir(parents=True)
         repository = f"crash-{self.target.publisher}-{self.seed}/app"
         pusher = self.registry.pusher()
         all_refs = []
-        for wave in range(self.trials + 1):
+        for wave in range(self.trials + 2):
             for tag, image in wave_images(self.seed, wave).items():
                 pusher.image(repository, tag, image)
                 all_refs.append(f"{self.registry.url}/{repository}:{tag}")
-        self.refs = all_refs[:3]
-        self.recipe = write_recipe(self.workdir / "recipe.yaml", self.target.repo, self.refs)
-        first, self.window = timed_convert(self.recipe, self.target)
-        assert first.code == 0, first.stderr[-3000:]
-        self.publishes = int(first.json()["publishes"])
+        self.recipe = self.workdir / "recipe.yaml"
+        for wave in (0, 1):
+            self.refs = all_refs[: 3 * (wave + 1)]
+            write_recipe(self.recipe, self.target.repo, self.refs)
+            run, self.window = timed_convert(self.recipe, self.target)
+            assert run.code == 0, run.stderr[-3000:]
+        self.publishes = int(run.json()["publishes"])
         self._reference(all_refs)
 
     def _reference(self, refs: list[str]) -> None:
@@ -465,7 +468,7 @@ class Campaign:
 
     def trial(self, index: int, *, fault: int | None) -> TrialResult:
         self.refs += [
-            f"{self.registry.url}/crash-{self.target.publisher}-{self.seed}/app:w{index}-{x}"
+            f"{self.registry.url}/crash-{self.target.publisher}-{self.seed}/app:w{index + 1}-{x}"
             for x in "abc"
         ]
         write_recipe(self.recipe, self.target.repo, self.refs)
