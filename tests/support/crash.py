@@ -374,8 +374,14 @@ def leftovers(target: Target) -> list[str]:
     records = target.state_dir / "transactions"
     if records.is_dir():
         found += [f"transaction record: {p.name}" for p in records.iterdir()]
-    for top in (".layers", ".chains", ".flat"):
-        found += [f"staging: {p}" for p in (target.view / top).glob("*/.*.tmp-*")]
+    staging = (
+        ".layers/*/.*.tmp-*",
+        ".layers/*/*/.*.tmp-*",
+        ".chains/*/.*.tmp-*",
+        ".flat/*/.*.tmp-*",
+    )
+    for pattern in staging:
+        found += [f"staging: {p}" for p in target.view.glob(pattern)]
     return found
 
 
