@@ -18,7 +18,8 @@ from pathlib import Path
 
 from ducc import log
 from ducc.digest import Digest
-from ducc.layers import LayerStream, Limits, remove_tree
+from ducc.files import remove_entry
+from ducc.layers import LayerStream, Limits
 from ducc.metrics import METRICS
 from ducc.oci import Descriptor
 from ducc.progress import BARS, Advance, CountingReader
@@ -80,7 +81,7 @@ class BlobCache:
         for entry in self.directory.iterdir():
             if entry.name != LOCK:
                 _log.info("blob_cache_leftover_removed", path=str(entry))
-                remove_tree(entry)
+                remove_entry(entry)
 
     def path(self, digest: Digest) -> Path:
         return self.directory / digest.algorithm / digest.hex
