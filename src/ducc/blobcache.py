@@ -2,18 +2,23 @@
 as many times as the products need (the literal layer, a chain, the flat tree).
 
 Files are named by digest and written by `download_blob` (temp, verify, rename), so a file
-here is always complete and correct; they are removed once the image is converted.
+here is always complete and correct; they are removed once the image is converted. What a
+killed run left (blobs never discarded, partial downloads) goes at the next run's start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from ducc import log
 from ducc.digest import Digest
+from ducc.files import remove_entry
 from ducc.layers import LayerStream, Limits
 from ducc.layers.stream import READ_AHEAD_BYTES
 from ducc.metrics import METRICS
@@ -23,6 +28,7 @@ from ducc.registry.blobs import download_blob
 from ducc.registry.client import RegistryClient
 
 _log = log.get("blobcache")
+LOCK = ".lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,30 @@ class CachedLayer:
 class BlobCache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Hold the cache for a run (a shared lock on `.lock`). A run that finds itself alone
+        first removes everything else here: no other ducc is using it, so it is left over."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # another ducc downloads here: its files are not leftovers
+            else:
+                self._remove_leftovers()
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def _remove_leftovers(self) -> None:
+        for entry in self.directory.iterdir():
+            if entry.name != LOCK:
+                _log.info("blob_cache_leftover_removed", path=str(entry))
+                remove_entry(entry)
 
     def path(self, digest: Digest) -> Path:
         return self.directory / digest.algorithm / digest.hex

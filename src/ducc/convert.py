@@ -170,7 +170,7 @@ class Converter:
         if self.options.dry_run:
             report.results += [self._preview(layout, t, r) for t, r in self._poll(layout, targets)]
             return
-        with publisher.session(wait=self.options.wait):
+        with publisher.session(wait=self.options.wait), self.cache.in_use():
             for target, polled in self._poll(layout, targets):
                 result = self._handle(publisher, layout, target, polled)
                 self.record([result])

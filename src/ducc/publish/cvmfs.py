@@ -70,7 +70,18 @@ class CvmfsPublisher:
                 )
             if status.in_transaction:
                 self._recover()
+            else:
+                self._forget_dead_records()
             yield
+
+    def _forget_dead_records(self) -> None:
+        """No transaction is open, yet a ducc killed between writing a record and opening,
+        or between publishing and removing it, left one: kept, it would pass a transaction
+        somebody opens later off as that dead ducc's, to be aborted."""
+        for record in self.records.of_repo(self.repo):
+            if not record.owner_alive():
+                _log.info("stale_transaction_record_removed", repo=self.repo, pid=record.pid)
+                self.records.remove(self.repo, record.path)
 
     def _recover(self) -> None:
         """The repository is in a transaction at start: abort it only if it is ours."""

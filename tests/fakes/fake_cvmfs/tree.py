@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from .paths import ancestors, join
@@ -162,3 +164,42 @@ def merge(src: Path, dst: Path, *, meta: bool = True) -> None:
         merge(src / child, dst / child)
     if meta or not existed:
         set_meta(dst, st)
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """A copy of `src` whose directories are new and whose other nodes are hard links to
+    the originals (`cp -al`): cheap, and changing names in it leaves `src` alone."""
+    st = os.lstat(src)
+    if not stat.S_ISDIR(st.st_mode):
+        os.link(src, dst, follow_symlinks=False)
+        return
+    dst.mkdir()
+    for child in os.listdir(src):
+        link_tree(src / child, dst / child)
+    set_meta(dst, st)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def exchange(first: Path, second: Path) -> None:
+    """Swap two paths in one step (renameat2 RENAME_EXCHANGE)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    ):
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), os.fspath(first), None, os.fspath(second))
+
+
+def replace_atomically(tree: Path, change: Callable[[Path], None]) -> None:
+    """Apply `change` to a hard-link copy of `tree`, then swap the copy in with one rename,
+    as cvmfs commits a publish with one new root catalog: a publish killed at any moment
+    leaves the old tree whole, or the new one."""
+    following = tree.with_name(f"{tree.name}.next")
+    remove(following)  # left by a publish killed before its swap
+    link_tree(tree, following)
+    change(following)
+    exchange(following, tree)
+    remove(following)

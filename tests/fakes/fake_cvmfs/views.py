@@ -18,7 +18,16 @@ from . import mounts
 from .fingerprint import differences, fingerprint
 from .paths import join, lexists, locate
 from .state import Repo, RepoMeta
-from .tree import copy_tree, empty_dir, ensure_dirs, is_opaque, merge, mirror, remove
+from .tree import (
+    copy_tree,
+    empty_dir,
+    ensure_dirs,
+    is_opaque,
+    merge,
+    mirror,
+    remove,
+    replace_atomically,
+)
 
 
 class View(Protocol):
@@ -51,13 +60,16 @@ def view(repo: Repo, meta: RepoMeta) -> View:
 def apply_to_published(
     repo: Repo, staged: Path | None, rel: str, deletes: Sequence[str], meta: bool
 ) -> None:
-    for path in deletes:
-        found = locate(repo.rdonly, path)
-        if found is not None:
-            remove(found)
-    if staged is not None:
-        ensure_dirs(repo.rdonly, rel)
-        merge(staged, join(repo.rdonly, rel), meta=meta)
+    def change(tree: Path) -> None:
+        for path in deletes:
+            found = locate(tree, path)
+            if found is not None:
+                remove(found)
+        if staged is not None:
+            ensure_dirs(tree, rel)
+            merge(staged, join(tree, rel), meta=meta)
+
+    replace_atomically(repo.rdonly, change)
 
 
 class RootView:
@@ -108,8 +120,12 @@ class RootView:
         source = locate(self.repo.upper, scope)
         if source is None or not lexists(source):
             return
-        ensure_dirs(self.repo.rdonly, scope, like=self.repo.upper)
-        merge(source, join(self.repo.rdonly, scope))
+
+        def change(tree: Path) -> None:
+            ensure_dirs(tree, scope, like=self.repo.upper)
+            merge(source, join(tree, scope))
+
+        replace_atomically(self.repo.rdonly, change)
         if scope:
             remove(source)
 
@@ -147,7 +163,7 @@ class PlainView:
         return differences(fingerprint(self.repo.root), fingerprint(self.repo.rdonly))
 
     def publish(self, scope: str) -> None:
-        mirror(self.repo.root, self.repo.rdonly, scope)
+        replace_atomically(self.repo.rdonly, lambda tree: mirror(self.repo.root, tree, scope))
 
     def discard(self, scope: str) -> None:
         mirror(self.repo.rdonly, self.repo.root, scope)

@@ -1,0 +1,52 @@
+"""The blob cache: what a killed run left is removed by the next run, never while another
+ducc uses the cache."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from ducc.blobcache import LOCK, BlobCache
+from ducc.digest import Digest
+
+BLOB = Digest.parse("sha256:" + "ab" * 32)
+
+
+def leftovers(directory: Path) -> tuple[Path, Path]:
+    """A verified blob a killed run never discarded, and a partial download."""
+    cache = BlobCache(directory)
+    blob = cache.path(BLOB)
+    blob.parent.mkdir(parents=True)
+    blob.write_bytes(b"layer")
+    part = blob.parent / f".{BLOB.hex}.x1y2.part"
+    part.write_bytes(b"la")
+    return blob, part
+
+
+def test_a_run_alone_removes_what_a_killed_run_left(tmp_path: Path) -> None:
+    blob, part = leftovers(tmp_path / "downloads")
+    with BlobCache(tmp_path / "downloads").in_use():
+        assert not blob.exists()
+        assert not part.exists()
+        assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == [LOCK]
+
+
+def test_files_of_a_ducc_using_the_cache_are_kept(tmp_path: Path) -> None:
+    blob, part = leftovers(tmp_path / "downloads")
+    other = os.open(tmp_path / "downloads" / LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(other, fcntl.LOCK_SH)  # what a running ducc holds
+    try:
+        with BlobCache(tmp_path / "downloads").in_use():
+            assert blob.read_bytes() == b"layer"
+            assert part.exists()
+    finally:
+        os.close(other)
+
+
+def test_a_running_ducc_keeps_others_from_sweeping(tmp_path: Path) -> None:
+    cache = BlobCache(tmp_path / "downloads")
+    with cache.in_use():
+        blob, _ = leftovers(tmp_path / "downloads")  # downloaded by this run
+        with BlobCache(tmp_path / "downloads").in_use():
+            assert blob.exists()
