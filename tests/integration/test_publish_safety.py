@@ -174,7 +174,10 @@ def test_sigterm_finishes_or_aborts_the_transaction_and_exits_130(
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(rng.uniform(0.4, 2.5))
+        # From ducc's first cvmfs_server call on, it handles signals; a SIGTERM before that
+        # (the interpreter still starting, on a loaded machine) would test Python, not ducc.
+        _wait_for_call_from(fake, proc)
+        time.sleep(rng.uniform(0.0, 2.0))
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
         codes.append(proc.returncode)
@@ -185,6 +188,14 @@ def test_sigterm_finishes_or_aborts_the_transaction_and_exits_130(
         assert ducc("verify", fake.root).code == 0
     assert 130 in codes
     assert convert(recipe, args).code == 0
+
+
+def _wait_for_call_from(fake: FakeCvmfs, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not any(call.ppid == proc.pid for call in fake.calls()):
+        assert proc.poll() is None, "ducc ended before it called cvmfs_server"
+        assert time.monotonic() < deadline, "ducc never called cvmfs_server"
+        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("publisher", ["dir", "cvmfs"])
