@@ -105,8 +105,9 @@ def figures(summary: Summary) -> dict[str, Any]:
     }
 
 
-def requests_by_method(stderr: str) -> dict[str, int]:
-    """Count the `registry_request` events of a `-vv --log-format json` run."""
+def registry_requests(stderr: str) -> dict[str, int]:
+    """Count the `registry_request` events of a `-vv --log-format json` run by method and
+    what they asked for: `HEAD manifests`, `GET blobs`, `GET tags`, `GET /v2/`."""
     counts: dict[str, int] = {}
     for line in stderr.splitlines():
         try:
@@ -114,7 +115,10 @@ def requests_by_method(stderr: str) -> dict[str, int]:
         except ValueError:
             continue
         if isinstance(event, dict) and event.get("event") == "registry_request":
-            counts[event["method"]] = counts.get(event["method"], 0) + 1
+            parts = event["url"].split("?")[0].rstrip("/").split("/")
+            kind = "/v2/" if parts[-1] == "v2" else parts[-2]  # /v2/<name>/<kind>/<reference>
+            key = f"{event['method']} {kind}"
+            counts[key] = counts.get(key, 0) + 1
     return counts
 
 
@@ -122,9 +126,18 @@ def fleet_recipe(path: Path, registry: LocalRegistry, images: Sequence[Pushed]) 
     """Wildcards for the even repositories, one input per tag for the odd ones."""
     repositories = sorted({x.repository for x in images})
     inputs = [f"{registry.url}/{r}:t*" for r in repositories[::2]]
-    inputs += [f"{registry.url}/{x.repository}:{x.tag}" for x in images if x.repository in
-               repositories[1::2]]  # fmt: skip
+    listed = [x for x in images if x.repository in repositories[1::2]]
+    inputs += [f"{registry.url}/{x.repository}:{x.tag}" for x in listed]
     return write_recipe(path, "load.test", inputs)
+
+
+def layer_digests(pushed: Pushed) -> list[str]:
+    return [layer.digest for layer in fleet_image(pushed.text).layers]
+
+
+def stored(products: Path) -> set[str]:
+    """The digests (hex) of the products below `.layers` or `.flat` (`<xx>/<hex>`)."""
+    return {p.name for p in products.glob("*/*") if p.is_dir() and not p.name.startswith(".")}
 
 
 def test_200_images_sharing_base_layers_convert_with_bounded_memory_and_fds(
@@ -134,8 +147,16 @@ def test_200_images_sharing_base_layers_convert_with_bounded_memory_and_fds(
     push_all(registry.url, images)
     recipe = fleet_recipe(tmp_path / "r.yaml", registry, images)
     root, state = tmp_path / "repo", tmp_path / "state"
-    options = ["--publisher", "dir", "--root", root, "--state-dir", state, "--skip-podman"]
-    argv = ["--log-format", "json", "-vv", "convert", recipe, "--json", *options]
+    options: list[str | Path] = [
+        "--publisher",
+        "dir",
+        "--root",
+        root,
+        "--state-dir",
+        state,
+        "--skip-podman",
+    ]
+    argv: list[str | Path] = ["--log-format", "json", "-vv", "convert", recipe, "--json", *options]
 
     first = run_sampled(argv, tmp_path, "first")
     assert first.code == 0, first.stderr[-3000:]
@@ -143,23 +164,29 @@ def test_200_images_sharing_base_layers_convert_with_bounded_memory_and_fds(
     assert outcomes == ["added"] * 200
     verified = ducc("verify", root)
     assert verified.code == 0, verified.stdout + verified.stderr
-    # Two shared layers stored once, plus one top layer per image.
-    assert len(list((root / ".layers").glob("*/*"))) == 2 + 200
-    assert len(list((root / ".flat").glob("*/*"))) == 200
+    # The two shared layers stored once, plus one top layer per image.
+    wanted = {d.split(":")[1] for x in images for d in layer_digests(x)}
+    assert len(wanted) == 2 + 200
+    assert stored(root / ".layers") == wanted
+    assert len(stored(root / ".flat")) == 200
     assert first.summary.peak_rss < PEAK_RSS
     assert first.maxrss < PEAK_RSS
     assert first.summary.peak_fds < PEAK_FDS
     assert first.summary.peak_threads < PEAK_THREADS
+    calls = registry_requests(first.stderr)
+    # Every blob fetched once: 200 configs, 200 top layers and the two shared layers.
+    assert calls["GET blobs"] == 200 + 200 + 2
+    assert calls["GET manifests"] == 200
 
     second = run_sampled(argv, tmp_path, "second")
     assert second.code == 0, second.stderr[-3000:]
     assert [r["outcome"] for r in second.json()["images"]] == ["unchanged"] * 200
-    calls = requests_by_method(second.stderr)
+    calls = registry_requests(second.stderr)
     # One HEAD per image, the tag lists of the 5 wildcards, the API probe; no blob, no GET
     # of a manifest.
-    assert calls.get("HEAD", 0) == 200
-    assert calls.get("GET", 0) <= 5 + 2
-    assert set(calls) <= {"HEAD", "GET"}
+    assert calls.pop("HEAD manifests") == 200
+    assert calls.pop("GET tags") == 5
+    assert set(calls) <= {"GET /v2/"}
     for name, run in (("first", first), ("second", second)):
         record(
             f"convert_200_{name}",
@@ -167,7 +194,7 @@ def test_200_images_sharing_base_layers_convert_with_bounded_memory_and_fds(
                 "images": 200,
                 "seconds": round(run.seconds, 1),
                 "maxrss_mib": round(run.maxrss / MIB, 1),
-                "requests": requests_by_method(run.stderr),
+                "requests": registry_requests(run.stderr),
                 **figures(run.summary),
             },
         )
