@@ -1,7 +1,8 @@
 """Load: 200 images sharing base layers converted with bounded memory and file descriptors,
 and `ducc loop` polling fast for a long time without growing in memory, threads or FDs.
 
-The soak lasts `DUCC_SOAK_SECONDS` (90 s by default). Figures are printed and, when
+The soak lasts `DUCC_SOAK_SECONDS` (90 s by default); the 200 images go through the fake
+`cvmfs_server` too when `DUCC_LOAD_CVMFS=1` (some 10 minutes: one process per ingest). Figures are printed and, when
 `DUCC_LOAD_REPORT` names a file, appended to it as JSON lines (`DUCC_LOAD_SAMPLES`: the
 soak's samples as CSV).
 """
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.fakes.fixture import FakeCvmfs
 from tests.support.ducc import ducc, unique, write_recipe
 from tests.support.fleet import Pushed, fleet_image, plan, push_all
 from tests.support.images import Pusher
@@ -122,13 +124,15 @@ def registry_requests(stderr: str) -> dict[str, int]:
     return counts
 
 
-def fleet_recipe(path: Path, registry: LocalRegistry, images: Sequence[Pushed]) -> Path:
+def fleet_recipe(
+    path: Path, registry: LocalRegistry, images: Sequence[Pushed], cvmfs_repo: str = "load.test"
+) -> Path:
     """Wildcards for the even repositories, one input per tag for the odd ones."""
     repositories = sorted({x.repository for x in images})
     inputs = [f"{registry.url}/{r}:t*" for r in repositories[::2]]
     listed = [x for x in images if x.repository in repositories[1::2]]
     inputs += [f"{registry.url}/{x.repository}:{x.tag}" for x in listed]
-    return write_recipe(path, "load.test", inputs)
+    return write_recipe(path, cvmfs_repo, inputs)
 
 
 def layer_digests(pushed: Pushed) -> list[str]:
@@ -140,22 +144,28 @@ def stored(products: Path) -> set[str]:
     return {p.name for p in products.glob("*/*") if p.is_dir() and not p.name.startswith(".")}
 
 
+@pytest.fixture(params=["dir", "cvmfs"])
+def publisher(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path, list[str | Path]]:
+    """(cvmfs_repo, repository root, ducc options) of the dir or fake cvmfs publisher."""
+    if request.param == "dir":
+        root = tmp_path / "repo"
+        return "load.test", root, ["--publisher", "dir", "--root", root]
+    if not os.environ.get("DUCC_LOAD_CVMFS"):
+        pytest.skip("~10 min through the fake cvmfs_server; set DUCC_LOAD_CVMFS=1 to run it")
+    if os.geteuid() != 0:
+        pytest.skip("the fake cvmfs_server serves read-only mounts only as root")
+    fake: FakeCvmfs = request.getfixturevalue("fake_cvmfs")
+    return fake.repo, fake.root, ["--publisher", "cvmfs", "--cvmfs-prefix", fake.prefix]
+
+
 def test_200_images_sharing_base_layers_convert_with_bounded_memory_and_fds(
-    registry: LocalRegistry, tmp_path: Path
+    registry: LocalRegistry, tmp_path: Path, publisher: tuple[str, Path, list[str | Path]]
 ) -> None:
+    cvmfs_repo, root, options = publisher
     images = plan(unique("load"), repositories=10, tags=20)
     push_all(registry.url, images)
-    recipe = fleet_recipe(tmp_path / "r.yaml", registry, images)
-    root, state = tmp_path / "repo", tmp_path / "state"
-    options: list[str | Path] = [
-        "--publisher",
-        "dir",
-        "--root",
-        root,
-        "--state-dir",
-        state,
-        "--skip-podman",
-    ]
+    recipe = fleet_recipe(tmp_path / "r.yaml", registry, images, cvmfs_repo)
+    options += ["--state-dir", tmp_path / "state", "--skip-podman"]
     argv: list[str | Path] = ["--log-format", "json", "-vv", "convert", recipe, "--json", *options]
 
     first = run_sampled(argv, tmp_path, "first")
@@ -189,7 +199,7 @@ def test_200_images_sharing_base_layers_convert_with_bounded_memory_and_fds(
     assert set(calls) <= {"GET /v2/"}
     for name, run in (("first", first), ("second", second)):
         record(
-            f"convert_200_{name}",
+            f"convert_200_{options[1]}_{name}",
             {
                 "images": 200,
                 "seconds": round(run.seconds, 1),
