@@ -2,9 +2,9 @@
 and `ducc loop` polling fast for a long time without growing in memory, threads or FDs.
 
 The soak lasts `DUCC_SOAK_SECONDS` (90 s by default); the 200 images go through the fake
-`cvmfs_server` too when `DUCC_LOAD_CVMFS=1` (some 10 minutes: one process per ingest). Figures are printed and, when
-`DUCC_LOAD_REPORT` names a file, appended to it as JSON lines (`DUCC_LOAD_SAMPLES`: the
-soak's samples as CSV).
+`cvmfs_server` too when `DUCC_LOAD_CVMFS=1` (some 10 minutes: one process per ingest).
+Figures are printed and, when `DUCC_LOAD_REPORT` names a file, appended to it as JSON lines
+(`DUCC_LOAD_SAMPLES`: the soak's samples as CSV).
 """
 
 from __future__ import annotations
