@@ -352,7 +352,9 @@ def test_loop_soak_polls_fast_without_growth(
     # at least on a busy machine) and converted what changed.
     assert checks >= 0.5 * 54 * SOAK_SECONDS / 2.2
     assert converted_after(text_metrics) - warm >= 0.8 * (churn.changes - 4)
-    assert summary.rss_slope_per_min < 1 * MIB
+    # Over a short run a single step of the allocator (a dict or an arena growing once) is
+    # a steep slope: allow 3 MiB over the run, and 1 MiB/min for runs longer than 3 minutes.
+    assert summary.rss_slope_per_min < max(1 * MIB, 3 * MIB / (summary.seconds / 60))
     assert summary.last_rss <= summary.first_rss + 10 * MIB
     assert summary.last_threads <= summary.first_threads + 2
     assert summary.last_fds <= summary.first_fds + 2
