@@ -314,9 +314,13 @@ def test_loop_soak_polls_fast_without_growth(
     wait_until(lambda: proc.poll() is None and _answers(metrics_url) and converted() >= 54, 120)
     warm = converted_after(requests.get(metrics_url, timeout=10).text)
     started = time.monotonic()
+    scrapes = 0
     with Sampler(proc.pid, interval=1.0) as sampler, churn:
         while time.monotonic() - started < SOAK_SECONDS:
             assert proc.poll() is None, log.read_text()[-3000:]
+            # Scraped every second, as a (very eager) Prometheus would: it answers throughout.
+            assert requests.get(metrics_url, timeout=10).status_code == 200
+            scrapes += 1
             time.sleep(1)
     assert churn.last is not None
     reference, text = churn.last
@@ -344,6 +348,7 @@ def test_loop_soak_polls_fast_without_growth(
             "changes_pushed": churn.changes - 4,
             "conversions_during_soak": converted_after(text_metrics) - warm,
             "registry_requests": checks,
+            "metrics_scrapes": scrapes,
             "window_s": window,
             **figures(summary),
         },
