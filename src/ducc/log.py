@@ -84,7 +84,9 @@ def configure(*, verbosity: int = 0, fmt: LogFormat = "auto", stream: TextIO | N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        # One write per line (print() makes two): library records from other threads, written
+        # to the same stream by stdlib logging, can then never land inside an event's line.
+        logger_factory=structlog.WriteLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
     # Libraries (urllib3) log through stdlib logging; keep them quiet unless debugging.

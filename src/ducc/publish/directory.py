@@ -52,21 +52,18 @@ class DirectoryPublisher:
             yield
 
     def _remove_stale_staging(self) -> None:
-        """Staging trees left by a killed run are incomplete by definition: remove them."""
-        candidates = [
-            *(
-                d
-                for top in (LAYERS, CHAINS, FLAT)
-                for s in _subdirs(self.root / top)
-                for d in _subdirs(s)
-            ),
-            # a layer's `layerfs` is staged one level deeper, inside `.layers/<xx>/<hex>/`
-            *(d for s in _subdirs(self.root / LAYERS) for h in _subdirs(s) for d in _subdirs(h)),
-        ]
-        for candidate in candidates:
-            if STAGING.match(candidate.name):
-                _log.info("stale_staging_removed", path=str(candidate))
-                remove_tree(candidate)
+        """Staging trees left by a killed run are incomplete by definition: remove them.
+
+        This runs at every session and the repository only grows, so the scan walks names
+        one directory at a time instead of holding a path for every product at once.
+        """
+        scans = [(self.root / top, 2) for top in (LAYERS, CHAINS, FLAT)]
+        # a layer's `layerfs` is staged one level deeper, inside `.layers/<xx>/<hex>/`
+        scans.append((self.root / LAYERS, 3))
+        for top, depth in scans:
+            for candidate in _staging_below(os.fspath(top), depth):
+                _log.info("stale_staging_removed", path=candidate)
+                remove_tree(Path(candidate))
 
     @contextlib.contextmanager
     def transaction(self, lease: str | None = None) -> Iterator[None]:
@@ -116,8 +113,15 @@ class DirectoryPublisher:
                 remove_tree(path)
 
 
-def _subdirs(path: Path) -> list[Path]:
+def _staging_below(path: str, depth: int) -> Iterator[str]:
+    """Staging directories exactly `depth` levels below `path` (symlinks not followed)."""
     try:
-        return [p for p in path.iterdir() if p.is_dir() and not p.is_symlink()]
+        with os.scandir(path) as entries:
+            names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
     except OSError:
-        return []
+        return
+    for name in names:
+        if depth == 1 and STAGING.match(name):
+            yield os.path.join(path, name)
+        elif depth > 1:
+            yield from _staging_below(os.path.join(path, name), depth - 1)
