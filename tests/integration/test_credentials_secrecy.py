@@ -103,7 +103,7 @@ def scanner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scanner]:
         found = Scanner(zygote)
         yield found
     report = os.environ.get("DUCC_SECRECY_REPORT")
-    if report:  # bench/RESULTS-recipes.md quotes these figures
+    if report:  # bench/RESULTS.md quotes these figures
         figures = {"runs": found.runs, "outputs": found.outputs, "found": len(found.found)}
         Path(report).write_text(json.dumps(figures) + "\n")
 

@@ -141,7 +141,7 @@ def world(registry: LocalRegistry, tmp_path_factory: pytest.TempPathFactory) -> 
     with ThreadPoolExecutor(max_workers=3) as pool:
         runs = pool.map(lambda case_id: unpack(world, case_id), UNPACKED)
         world.unpacks = dict(zip(UNPACKED, runs, strict=True))
-    print(  # the figures for bench/RESULTS-hostile.md (shown with `pytest -s`)
+    print(  # the figures for bench/RESULTS.md (shown with `pytest -s`)
         f"\nhostile layers: {len(world.cases)} images converted in {world.seconds:.1f} s, "
         f"{len(UNPACKED)} unpacked in {time.monotonic() - started:.1f} s"
     )
