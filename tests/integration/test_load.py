@@ -39,6 +39,7 @@ MIB = 1024 * 1024
 # the interpreter with its imports is ~50 MiB. 250 MiB leaves room for the unpack workers
 # while still catching anything that holds all 200 images (or their blobs) in memory.
 PEAK_RSS = 250 * MIB
+GNU_TIME = "/usr/bin/time"  # Debian package `time` (scripts/setup)
 PEAK_FDS = 128  # pooled registry connections, a few open blobs and layers, the logs
 PEAK_THREADS = 32  # download workers per registry plus the main thread
 SOAK_SECONDS = float(os.environ.get("DUCC_SOAK_SECONDS", "90"))
@@ -51,23 +52,28 @@ class Sampled:
     stderr: str
     seconds: float
     summary: Summary
-    maxrss: int  # the kernel's peak RSS of the process (wait4), bytes
+    maxrss: int  # the kernel's peak RSS of ducc (GNU time's %M), bytes
 
     def json(self) -> Any:
         return json.loads(self.stdout)
 
 
 def run_sampled(args: Sequence[str | os.PathLike[str]], workdir: Path, name: str) -> Sampled:
-    """`ducc ARGS...` under the sampler (every 0.2 s); output goes through files."""
+    """`ducc ARGS...` under the sampler (every 0.2 s); output goes through files.
+
+    The kernel's peak comes from GNU time, which starts ducc from its own small process: a
+    child forked straight from pytest inherits pytest's peak RSS in its own `ru_maxrss`."""
     out, err = workdir / f"{name}.out", workdir / f"{name}.err"
+    peak = workdir / f"{name}.maxrss"
     started = time.monotonic()
     with out.open("w") as stdout, err.open("w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ducc", *map(str, args)], stdout=stdout, stderr=stderr
+            [GNU_TIME, "-f", "%M", "-o", peak, sys.executable, "-m", "ducc", *map(str, args)],
+            stdout=stdout,
+            stderr=stderr,
         )
         with Sampler(proc.pid, interval=0.2) as sampler:
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
+            proc.wait()
     seconds = time.monotonic() - started
     return Sampled(
         proc.returncode,
@@ -75,7 +81,7 @@ def run_sampled(args: Sequence[str | os.PathLike[str]], workdir: Path, name: str
         err.read_text(),
         seconds,
         sampler.summary(),
-        usage.ru_maxrss * 1024,
+        int(peak.read_text().split()[-1]) * 1024,
     )
 
 

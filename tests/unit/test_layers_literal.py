@@ -62,11 +62,18 @@ def test_hard_link_to_nothing_below_is_refused(layerfs: Path, lower: Path) -> No
     assert caught.value.entry == "t"
 
 
-def test_hard_link_to_a_lower_directory_or_symlink_is_refused(layerfs: Path, lower: Path) -> None:
+def test_hard_link_to_a_lower_directory_is_refused(layerfs: Path, lower: Path) -> None:
     with pytest.raises(HostileLayer, match="in no layer below"):
         apply(layerfs, [hard("t", "etc")], mode=LITERAL, lower=lower)
-    with pytest.raises(HostileLayer, match="in no layer below"):
-        apply(layerfs, [hard("t", "bin")], mode=LITERAL, lower=lower)
+
+
+def test_hard_link_to_a_lower_symlink_becomes_that_symlink(layerfs: Path, lower: Path) -> None:
+    """As in the flat tree, where the link shares the symlink's inode; never followed."""
+    stats = apply(layerfs, [hard("t", "bin"), hard("u", "bin/tool")], mode=LITERAL, lower=lower)
+    assert os.readlink(layerfs / "t") == "usr/bin"
+    assert os.lstat(layerfs / "t").st_mtime == os.lstat(lower / "bin").st_mtime
+    assert (layerfs / "u").read_bytes() == b"lower tool"  # through the lower symlink
+    assert (stats.symlinks, stats.files) == (1, 1)
 
 
 def test_hard_link_without_a_lower_tree_is_refused(layerfs: Path) -> None:

@@ -86,6 +86,22 @@ def test_hard_link_to_a_lower_file_becomes_a_regular_file(tmp_path: Path) -> Non
     ]
 
 
+def test_hard_link_to_a_lower_symlink_becomes_that_symlink(tmp_path: Path) -> None:
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    apply(lower, [sym("passwd", "/outside/passwd")])
+    members = _members(_rebuild(tar_bytes([hard("h", "passwd")]), lower))
+    assert [(m.name, m.issym(), m.linkname) for m in members] == [("h", True, "/outside/passwd")]
+
+
+def test_hard_link_to_a_lower_directory_is_refused(tmp_path: Path) -> None:
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    apply(lower, [d("etc")])
+    with pytest.raises(HostileLayer, match="not an earlier entry"):
+        _rebuild(tar_bytes([hard("h", "etc")]), lower)
+
+
 @pytest.mark.parametrize(
     ("layer", "match"),
     [

@@ -19,7 +19,7 @@ from pathlib import Path
 from ducc.errors import HostileLayer, LayerError, MalformedLayer, VerificationError
 from ducc.layers.limits import Limits
 from ducc.layers.metadata import Metadata, times_of, xattr_allowed
-from ducc.layers.paths import ResolveError, Resolver, open_file
+from ducc.layers.paths import ResolveError, Resolver, open_file, read_symlink
 from ducc.layers.stage import remove_tree
 from ducc.layers.stream import READ_AHEAD_BYTES, LayerDigests, LayerStream
 from ducc.layers.tarstream import OPAQUE, WHITEOUT, Entry, Kind, TarReader
@@ -288,14 +288,26 @@ class _Applier:
         return rel
 
     def _copy_from_lower(self, entry: Entry, rel: str, lower: Resolver) -> None:
-        """LITERAL: a hard link to a file of a lower layer becomes a copy of that file."""
+        """LITERAL: a hard link to a file of a lower layer becomes a copy of that file, one to
+        a lower symlink a symlink with its target (never followed), as the flat tree has it."""
         fd_in = open_file(lower, entry.link)
         if fd_in is None:
-            raise self.refuse(f"hard link target {entry.link!r} is in no layer below")
+            link = read_symlink(lower, entry.link)
+            if link is None:
+                raise self.refuse(f"hard link target {entry.link!r} is in no layer below")
+            self._copy_symlink(rel, *link)
+            return
         try:
             self._copy_file(fd_in, rel)
         finally:
             os.close(fd_in)
+
+    def _copy_symlink(self, rel: str, target: str, info: os.stat_result) -> None:
+        path = self._create(rel, lambda path: os.symlink(target, path))
+        if self.privileged:
+            os.chown(path, info.st_uid, info.st_gid, follow_symlinks=False)
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
+        self.counts.symlinks += 1
 
     def _copy_file(self, fd_in: int, rel: str) -> None:
         info = os.fstat(fd_in)

@@ -126,6 +126,24 @@ class Resolver:
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO must not block
 
 
+def read_symlink(resolver: Resolver, name: str) -> tuple[str, os.stat_result] | None:
+    """The target and `lstat` of the symlink `name` (logical, normalised) inside the tree, or
+    None when `name` is no symlink there. The link itself is read, never followed."""
+    logical, _, base = name.rpartition("/")
+    try:
+        parent = resolver.directory(logical, create=False)
+    except ResolveError:
+        return None
+    if parent is None:
+        return None
+    path = resolver.path(f"{parent}/{base}" if parent else base)
+    try:
+        info = os.lstat(path)
+        return (os.readlink(path), info) if stat.S_ISLNK(info.st_mode) else None
+    except OSError:
+        return None
+
+
 def open_file(resolver: Resolver, name: str) -> int | None:
     """A read descriptor of the regular file `name` (logical, normalised) inside the tree, or
     None when there is none: missing, a directory, a symlink (never followed), a device."""

@@ -18,7 +18,7 @@ from typing import BinaryIO
 from ducc.errors import HostileLayer, LayerError, MalformedLayer, VerificationError
 from ducc.layers.limits import Limits
 from ducc.layers.metadata import XATTR_PREFIX, parse_ns, times_of, xattr_allowed
-from ducc.layers.paths import Resolver, open_file
+from ducc.layers.paths import Resolver, open_file, read_symlink
 from ducc.layers.stream import READ_AHEAD_BYTES, LayerDigests, LayerStream
 from ducc.layers.tarstream import BLOCK, CHUNK, Entry, Kind, TarReader
 
@@ -103,23 +103,37 @@ class _Writer:
 
     def _copy_from_lower(self, entry: Entry) -> None:
         fd = self._open_lower(entry.link)
-        if fd is None:
+        link = read_symlink(self.lower, entry.link) if fd is None and self.lower else None
+        if link is not None:
+            self._emit_symlink(entry.name, *link)
+        elif fd is None:
             raise HostileLayer(
                 self.reader.layer,
                 entry.info.name,
                 f"hard link target {entry.link!r} is not an earlier entry of this layer"
-                " (nor a regular file below it)",
+                " (nor a regular file or symlink below it)",
             )
-        try:
-            self._emit_file(entry.name, fd)
-        finally:
-            os.close(fd)
+        else:
+            try:
+                self._emit_file(entry.name, fd)
+            finally:
+                os.close(fd)
         self.files.add(entry.name)
         self.entries += 1
         self.copied += 1
 
     def _open_lower(self, link: str) -> int | None:
         return open_file(self.lower, link) if self.lower is not None else None
+
+    def _emit_symlink(self, name: str, target: str, info: os.stat_result) -> None:
+        """A hard link to a lower symlink: the symlink itself, as the flat tree has it."""
+        header = tarfile.TarInfo(name)
+        header.type = tarfile.SYMTYPE
+        header.linkname = target
+        header.mode = 0o777
+        header.uid, header.gid = info.st_uid, info.st_gid
+        header.mtime = info.st_mtime_ns // 1_000_000_000
+        self.write(header.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
 
     def _emit_file(self, name: str, fd: int) -> None:
         info = os.fstat(fd)
