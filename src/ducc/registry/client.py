@@ -255,13 +255,12 @@ class RegistryClient:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, TransientError) and exc.retry_after is not None:
             return max(0.0, exc.retry_after)
-        # Jitter in proportion to the backoff: tenacity's default (up to 1 s) would swamp a
-        # short backoff an operator asked for.
+        # Exponential backoff with jitter in proportion to it: a fixed jitter (tenacity's is
+        # up to 1 s) would swamp a short backoff an operator asked for.
         initial = self.settings.backoff_initial
-        backoff = tenacity.wait_exponential_jitter(
-            initial=initial, max=self.settings.backoff_cap, jitter=initial
-        )
-        return float(backoff(state))
+        exponential = initial * 2.0 ** min(state.attempt_number - 1, 64)
+        jitter = random.uniform(0.0, initial)  # noqa: S311 - spreads retries, not a secret
+        return min(self.settings.backoff_cap, exponential + jitter)
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
