@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -20,15 +19,6 @@ pytestmark = pytest.mark.integration
 
 LAYER = make_layer([file("a", b"x" * 5000)], compression="none")
 IMAGE = make_image([LAYER])
-
-
-@pytest.fixture
-def proxy(registry: LocalRegistry) -> Iterator[FaultProxy]:
-    server = FaultProxy(registry.url).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

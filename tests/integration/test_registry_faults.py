@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,15 +76,6 @@ class Pushed:
     def repush(self, image: Image) -> None:
         """Point the tag at `image`, directly on the registry (not through the proxy)."""
         self.registry.pusher().image(self.name, "1", image)
-
-
-@pytest.fixture
-def proxy(registry: LocalRegistry) -> Iterator[FaultProxy]:
-    server = FaultProxy(registry.url).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

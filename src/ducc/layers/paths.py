@@ -126,9 +126,10 @@ class Resolver:
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO must not block
 
 
-def read_symlink(resolver: Resolver, name: str) -> tuple[str, os.stat_result] | None:
-    """The target and `lstat` of the symlink `name` (logical, normalised) inside the tree, or
-    None when `name` is no symlink there. The link itself is read, never followed."""
+def _entry_path(resolver: Resolver, name: str) -> str | None:
+    """The real path of entry `name` (logical, normalised) inside the tree, its parent
+    directories resolved there and its last component not followed; None when the parent is
+    missing or no directory."""
     logical, _, base = name.rpartition("/")
     try:
         parent = resolver.directory(logical, create=False)
@@ -136,7 +137,15 @@ def read_symlink(resolver: Resolver, name: str) -> tuple[str, os.stat_result] | 
         return None
     if parent is None:
         return None
-    path = resolver.path(f"{parent}/{base}" if parent else base)
+    return resolver.path(f"{parent}/{base}" if parent else base)
+
+
+def read_symlink(resolver: Resolver, name: str) -> tuple[str, os.stat_result] | None:
+    """The target and `lstat` of the symlink `name` (logical, normalised) inside the tree, or
+    None when `name` is no symlink there. The link itself is read, never followed."""
+    path = _entry_path(resolver, name)
+    if path is None:
+        return None
     try:
         info = os.lstat(path)
         return (os.readlink(path), info) if stat.S_ISLNK(info.st_mode) else None
@@ -147,15 +156,11 @@ def read_symlink(resolver: Resolver, name: str) -> tuple[str, os.stat_result] | 
 def open_file(resolver: Resolver, name: str) -> int | None:
     """A read descriptor of the regular file `name` (logical, normalised) inside the tree, or
     None when there is none: missing, a directory, a symlink (never followed), a device."""
-    logical, _, base = name.rpartition("/")
-    try:
-        parent = resolver.directory(logical, create=False)
-    except ResolveError:
-        return None
-    if parent is None:
+    path = _entry_path(resolver, name)
+    if path is None:
         return None
     try:
-        fd = os.open(resolver.path(f"{parent}/{base}" if parent else base), _READ)
+        fd = os.open(path, _READ)
     except OSError:
         return None
     if stat.S_ISREG(os.fstat(fd).st_mode):
