@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import subprocess
@@ -113,24 +114,55 @@ def unmount_under(prefix: Path) -> None:
             _unmount(point)
 
 
+SESSION_LOCK = ".fake-cvmfs-session"
+
+
+def _live_session(directory: Path) -> bool:
+    """True when a running pytest session holds `directory`'s session lock."""
+    try:
+        fd = os.open(directory / SESSION_LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def sweep(base: Path) -> None:
     """Unmount repositories of fixtures below `base` whose teardown never ran (killed runs):
-    mount points `<dir>/cvmfs/<repo>` next to a `<dir>/state/<repo>/meta.json`."""
+    mount points `<dir>/cvmfs/<repo>` next to a `<dir>/state/<repo>/meta.json`. Those of a
+    session still running (its directory right below `base` holds a live session lock) are
+    left alone: two pytest runs on one machine share `base`."""
     root = str(base.resolve())
     for point in sorted(_mount_points(), key=len, reverse=True):
         path = Path(point)
-        ours = (path.parent.parent / "state" / path.name / "meta.json").is_file()
-        if point.startswith(root + "/") and path.parent.name == "cvmfs" and ours:
+        if not point.startswith(root + "/") or path.parent.name != "cvmfs":
+            continue
+        if not (path.parent.parent / "state" / path.name / "meta.json").is_file():
+            continue
+        session = Path(root) / Path(point).relative_to(root).parts[0]
+        if not _live_session(session):
             _unmount(point)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def fake_cvmfs_sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """No fake repository stays mounted past a session, nor after an earlier killed one."""
-    runs = tmp_path_factory.getbasetemp().parent
-    sweep(runs)
-    yield
-    sweep(runs)
+    """No fake repository stays mounted past a session, nor after an earlier killed one; a
+    concurrent session's repositories are spared (this one holds its lock while it runs)."""
+    basetemp = tmp_path_factory.getbasetemp()
+    lock = os.open(basetemp / SESSION_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        sweep(basetemp.parent)
+        yield
+    finally:
+        os.close(lock)
+        sweep(basetemp)
+        sweep(basetemp.parent)
 
 
 @pytest.fixture(params=["mounts", "plain"])

@@ -710,6 +710,15 @@ def config_platform_path_traversal(s: Store, name: str) -> None:
     s.image(d, config=dump(d.config))
 
 
+@case("index", "is listed for linux/amd64, but its config")
+def index_entry_config_for_another_architecture(s: Store, name: str) -> None:
+    """An arm64 build listed as amd64: worker nodes would get binaries they cannot run."""
+    d = docs(name)
+    d.config["architecture"] = "arm64"
+    raw = s.image(d, config=dump(d.config), reference="manifest")
+    s.index([entry(raw, AMD64)])
+
+
 @case("index", "'platform' must be an object, got str", static=True)
 def index_platform_a_string(s: Store, name: str) -> None:
     raw = s.image(docs(name), reference="manifest")

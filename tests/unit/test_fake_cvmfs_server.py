@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import fcntl
 import os
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.fixture import FakeCvmfs, sweep
+from tests.fakes.fixture import SESSION_LOCK, FakeCvmfs, sweep, unmount_under
 
 
 @pytest.fixture
@@ -252,3 +253,28 @@ def test_a_sweep_unmounts_repositories_left_by_a_killed_run(
     sweep(left)
     assert not mounted(orphan.root)
     assert mounted(fake_cvmfs.root)  # outside the swept directory
+
+
+@pytest.mark.root
+def test_a_sweep_spares_the_repositories_of_a_session_still_running(
+    fake_cvmfs: FakeCvmfs, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    session = runs / "pytest-7"
+    left = session / "test_x0"
+    other = FakeCvmfs("other.repo", left / "cvmfs", left / "state")
+    env = {"FAKE_CVMFS_STATE": str(other.state), "FAKE_CVMFS_PREFIX": str(other.prefix)}
+    other.ok("mkfs", other.repo, env=env)
+    try:
+        other.ok("transaction", other.repo, env=env)
+        lock = os.open(session / SESSION_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            sweep(runs)
+            assert mounted(other.root)
+        finally:
+            os.close(lock)
+        sweep(runs)
+        assert not mounted(other.root)
+    finally:
+        unmount_under(left)

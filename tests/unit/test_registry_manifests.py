@@ -6,6 +6,7 @@ import json
 
 import pytest
 import responses
+from structlog.testing import capture_logs
 
 from ducc.digest import Digest
 from ducc.errors import DigestMismatch, ManifestError, NoMatchingPlatform, SizeMismatch
@@ -253,3 +254,47 @@ def test_a_pinned_digest_answered_with_another_manifest_is_refused(
     fake.manifest("team/app", AMD64.digest, other.manifest, other.manifest_type)
     with pytest.raises(DigestMismatch, match=f"expected {AMD64.digest}, got {other.digest}"):
         resolve(make_registries().client(REF), REF, pinned=Digest.parse(AMD64.digest))
+
+
+def _index_listing(image: Image, platform: dict[str, str]) -> bytes:
+    entry = {**image.descriptor(), "platform": platform}
+    doc = {"schemaVersion": 2, "mediaType": INDEX.media_type, "manifests": [entry]}
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    ("listed", "asked"),
+    [
+        ({"os": "linux", "architecture": "arm64"}, "linux/arm64"),
+        ({"os": "windows", "architecture": "amd64"}, "windows/amd64"),
+    ],
+)
+def test_an_index_entry_whose_config_is_for_another_platform_is_refused(
+    rsps: responses.RequestsMock,
+    make_registries: MakeRegistries,
+    listed: dict[str, str],
+    asked: str,
+) -> None:
+    fake = FakeRegistry(rsps)
+    fake.manifest("team/app", "v1", _index_listing(AMD64, listed), INDEX.media_type)
+    fake.image("team/app", None, AMD64)
+    with pytest.raises(ManifestError, match=rf"listed for {asked}, but its config .* linux/amd64"):
+        resolve(make_registries().client(REF), REF, platform=parse_platform(asked))
+
+
+def test_an_index_entry_with_another_variant_in_its_config_is_taken(
+    rsps: responses.RequestsMock, make_registries: MakeRegistries
+) -> None:
+    arm_v6 = make_image([LAYER], architecture="arm", variant="v6")
+    fake = FakeRegistry(rsps)
+    listed = {"os": "linux", "architecture": "arm", "variant": "v7"}
+    fake.manifest("team/app", "v1", _index_listing(arm_v6, listed), INDEX.media_type)
+    fake.image("team/app", None, arm_v6)
+    with capture_logs() as logs:
+        (image,) = resolve(
+            make_registries().client(REF), REF, platform=parse_platform("linux/arm/v7")
+        )
+    (warning,) = [e for e in logs if e["event"] == "platform_variant_differs"]
+    assert (warning["index"], warning["config"]) == ("linux/arm/v7", "linux/arm/v6")
+    assert image.platform == Platform("linux", "arm", "v7")
+    assert str(image.config.digest) == arm_v6.config_digest

@@ -177,7 +177,32 @@ def _complete(
     platform: Platform | None,
 ) -> ResolvedImage:
     config = fetch_config(client, ref.repository, manifest)
+    if platform is not None:
+        _check_platform(ref, manifest, config, platform)
     return ResolvedImage(ref, platform or config.platform, manifest, config, index)
+
+
+def _check_platform(
+    ref: Reference, manifest: ImageManifest, config: ImageConfig, listed: Platform
+) -> None:
+    """Refuse an index entry whose config is built for another OS or architecture than the
+    index says: publishing it under `.multiarch/<arch>` would hand worker nodes binaries they
+    cannot run. A differing variant only warns (older images often record none)."""
+    actual = config.platform
+    if (actual.os, actual.architecture) != (listed.os, listed.architecture):
+        raise ManifestError(
+            f"{ref}: index entry {manifest.digest} is listed for {listed}, "
+            f"but its config {config.digest} is for {actual}",
+            hint="the image's index is wrong; ask its maintainers to rebuild it",
+        )
+    if actual.variant and actual.variant != listed.variant:
+        log.get("registry").warning(
+            "platform_variant_differs",
+            image=str(ref),
+            manifest=str(manifest.digest),
+            index=str(listed),
+            config=str(actual),
+        )
 
 
 def select_manifests(
