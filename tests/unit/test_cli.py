@@ -95,3 +95,48 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "No such command" in err
     code, _, _ = run(["check"], capsys)
     assert code == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["gc", "ducc-repos/demo.local", "--dry-run"],  # a path where the repo name belongs
+        ["gc", "nosuch.repo", "--root", "nosuch-root"],
+        ["delete-image", "--repo", "nosuch.repo", "127.0.0.1:5000/team/app:1"],
+        ["delete-image", "nosuch.repo/sub", "127.0.0.1:5000/team/app:1"],
+    ],
+)
+def test_maintenance_on_a_missing_repository_exits_2_and_creates_nothing(
+    args: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run([*args, "--publisher", "dir", "--state-dir", "state"], capsys)
+    assert code == 2
+    assert "no repository at " + str(tmp_path) in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_prune_of_a_repository_never_published_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "version: 1\ncvmfs_repo: never.published\ninput:\n  - 'http://127.0.0.1:9/team/app:1'\n"
+    )
+    code, _, err = run(["prune", str(recipe), "--publisher", "dir"], capsys)
+    assert code == 2
+    assert f"never.published: no repository at {tmp_path}/ducc-repos/never.published" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.yaml"]
+
+
+def test_verify_of_a_missing_directory_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["verify", str(tmp_path / "nosuch")], capsys)
+    assert code == 2
+    assert "does not exist" in err

@@ -97,7 +97,9 @@ def convert_single_image(image: str, repository: str, as_json: bool, **kw: Any) 
 
 
 @cli.command("verify")
-@click.argument("roots", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.argument(
+    "roots", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify_command(roots: tuple[Path, ...], as_json: bool) -> int:
     """Check the repositories at ROOTS (e.g. /cvmfs/unpacked.cern.ch); exit 1 on problems.

@@ -17,6 +17,7 @@ from ducc.convert import by_repo
 from ducc.errors import ExitCode, InputError
 from ducc.gc import collect_garbage
 from ducc.layout import Layout
+from ducc.publish.base import Publisher
 from ducc.recipe import CvmfsRepo, cvmfs_repo_problem, load_wishlist
 from ducc.reference import parse_reference
 from ducc.signals import INTERRUPTS
@@ -31,6 +32,18 @@ def _repo(text: str) -> CvmfsRepo:
         raise InputError(f"repository: {problem}")
     name, _, subdir = text.partition("/")
     return CvmfsRepo(name, subdir)
+
+
+def _published(publisher: Publisher, repository: CvmfsRepo | str) -> Publisher:
+    """`publisher`, if its repository exists: gc, prune and delete-image work on what
+    `ducc convert` published and never create a repository where a name was mistyped."""
+    if not publisher.root.is_dir():
+        raise InputError(
+            f"{repository}: no repository at {publisher.root}",
+            hint="name the cvmfs_repo as the recipe does (`repo` or `repo/subdir`); for the "
+            "dir publisher, --root is the directory `ducc convert` published into",
+        )
+    return publisher
 
 
 def _age(when: float | None, now: float) -> str:
@@ -94,7 +107,7 @@ def gc(repository: str, dry_run: bool, grace_period: str, as_json: bool, **kw: A
     REPOSITORY is the cvmfs_repo (`repo` or `repo/subdir`).
     """
     grace = parse_duration(grace_period)
-    publisher = publisher_settings(kw, quiet=True).make(_repo(repository))
+    publisher = _published(publisher_settings(kw, quiet=True).make(_repo(repository)), repository)
     with INTERRUPTS.installed():
         report = collect_garbage(publisher, grace=grace, dry_run=dry_run, wait=True)
     if as_json:
@@ -123,7 +136,7 @@ def prune_command(recipes: tuple[str, ...], dry_run: bool, **kw: Any) -> int:
     settings = publisher_settings(kw, quiet=True)
     with INTERRUPTS.installed(), open_registries() as registries:
         for repo, wishes in by_repo(wishlist.wishes).items():
-            publisher = settings.make(repo)
+            publisher = _published(settings.make(repo), repo)
             with publisher.session(wait=kw["wait"]):
                 plan = plan_prune(Layout(publisher.root), wishes, registries)
                 prune(publisher, plan, dry_run=dry_run)
@@ -155,7 +168,7 @@ def delete_image_command(
     else:
         raise click.UsageError("give IMAGE with --repo REPO, or REPO IMAGE")
     ref = parse_reference(image)
-    publisher = publisher_settings(kw, quiet=True).make(_repo(repository))
+    publisher = _published(publisher_settings(kw, quiet=True).make(_repo(repository)), repository)
     with INTERRUPTS.installed(), publisher.session(wait=kw["wait"]):
         found = delete_image(publisher, ref.simple_name, dry_run=dry_run)
     if not found:
