@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,11 +183,14 @@ class Daemon:
             self.last_beat = time.monotonic()
         results = {(r.cvmfs_repo, r.image): r for r in report.results}
         now = time.time()
+        counts: Counter[str] = Counter()
         for target in targets:
             result = results.get(key_of(target))
             status = result.outcome.value if result else Outcome.FAILED.value
             failed = result is None or (result.outcome == Outcome.FAILED)
             self._done(target, status, failed=failed, now=now)
+            counts[status] += 1
+        _log.info("images_checked", repo=str(repo), **dict(sorted(counts.items())))
 
     def _reschedule(self, targets: list[Target], status: str, *, failed: bool) -> None:
         now = time.time()

@@ -135,8 +135,11 @@ def test_failing_image_backs_off_and_does_not_stop_the_others(
     loop = start_loop(recipe, "--interval", "1s", "--jitter", "0")
     wait_for(published(loop.root, good, "ok"))
     time.sleep(4)
-    code, _ = loop.stop()
+    code, log = loop.stop()
     assert code == 0
+    checks = [json.loads(line) for line in log.splitlines() if '"images_checked"' in line]
+    assert (checks[0]["added"], checks[0]["failed"]) == (1, 1)  # each check logged, with counts
+    assert sum(c.get("unchanged", 0) for c in checks) >= 2
     status = json.loads(ducc("status", "--state-dir", tmp_path / "s", "--json").stdout)
     by_image = {i["image"]: i for i in status["images"]}
     assert by_image[good]["failures"] == 0
