@@ -38,7 +38,19 @@ USER = "ducc-reader"
 SECRET = f"Pw-{uuid.uuid4().hex}"
 TOKEN = f"Tk-{uuid.uuid4().hex}"
 LOUD = ["-vv", "--debug", "--log-format", "json"]  # debug logs and tracebacks: all there is
-SOURCES = ["ducc_env", "registry_auth_file", "xdg_runtime_dir", "containers_config", "docker"]
+SOURCES = [
+    "ducc_env",
+    "registry_auth_file",
+    "xdg_runtime_dir",
+    "containers_config",
+    "docker",
+    "docker_helper",
+]
+HELPER = """#!/bin/sh
+server=$(cat)
+if [ "$server" != "{host}" ]; then echo "credentials not found in native keychain"; exit 1; fi
+printf '{{"ServerURL": "%s", "Username": "{user}", "Secret": "{password}"}}' "$server"
+"""
 
 
 def _b64(text: str) -> str:
@@ -166,6 +178,14 @@ def credentials_env(tmp: Path, host: str, source: str, password: str = SECRET) -
         if every or source == name:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(_auth_json(host, password))
+    if source == "docker_helper":  # `credHelpers` names a program that answers for `host`
+        helper = tmp / "bin" / "docker-credential-ducctest"
+        helper.parent.mkdir(parents=True, exist_ok=True)
+        helper.write_text(HELPER.format(host=host, user=USER, password=password))
+        helper.chmod(0o755)
+        files["docker"].parent.mkdir(parents=True, exist_ok=True)
+        files["docker"].write_text(json.dumps({"credHelpers": {host: "ducctest"}}))
+        env["PATH"] = f"{helper.parent}{os.pathsep}{os.environ['PATH']}"
     if every or source == "registry_auth_file":
         env["REGISTRY_AUTH_FILE"] = str(files["registry_auth_file"])
     if every or source == "xdg_runtime_dir":

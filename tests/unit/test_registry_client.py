@@ -25,7 +25,7 @@ URL = "https://registry.test" + MANIFEST
 
 
 def store(host: str, user: str, password: str) -> CredentialStore:
-    return CredentialStore((_Entry(host, Credential(user, password, "test")),))
+    return CredentialStore((_Entry(host, "test", Credential(user, password, "test")),))
 
 
 def client_for(

@@ -115,8 +115,8 @@ def test_broken_auth_files_are_reported(tmp_path: Path, content: str, message: s
         CredentialStore.from_environment({"HOME": str(tmp_path), "REGISTRY_AUTH_FILE": str(path)})
 
 
-def test_helper_entries_without_auth_are_skipped(tmp_path: Path) -> None:
+def test_entries_without_auth_are_skipped(tmp_path: Path) -> None:
     path = tmp_path / ".docker/config.json"
     path.parent.mkdir()
-    path.write_text('{"auths": {"quay.io": {}}, "credsStore": "desktop"}')
+    path.write_text('{"auths": {"quay.io": {}}}')
     assert CredentialStore.from_environment({"HOME": str(tmp_path)}).lookup("quay.io") is None

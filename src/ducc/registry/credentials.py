@@ -2,8 +2,10 @@
 
 Sources, first match wins: DUCC's variables (`DUCC_AUTH_REGISTRIES=a,b`, `DUCC_<a>_IDENT`,
 `DUCC_<a>_USER`, `DUCC_<a>_PASS`), `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
-`~/.config/containers/auth.json`, `~/.docker/config.json` (`auths`, base64 `auth`).
-A password never appears in a repr, a log line or an error message.
+`~/.config/containers/auth.json`, `~/.docker/config.json`. Within a file: the credential
+helper `credHelpers` names for the registry, then `auths` (base64 `auth`, the most specific
+key), then the `credsStore` helper. A password never appears in a repr, a log line or an
+error message.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any
 from ducc import log
 from ducc.errors import CredentialsInvalid
 from ducc.reference import DOCKER_HUB_ALIASES
+from ducc.registry.helpers import CredentialHelper, HelperAnswers
 
 _DOCKER_HUB_KEY = "docker.io"
+_DOCKER_HUB_SERVER = "https://index.docker.io/v1/"  # the address helpers know Docker Hub by
 _MAX_AUTH_FILE = 1024 * 1024
 
 
@@ -39,8 +43,11 @@ class Credential:
 @dataclass(frozen=True, slots=True)
 class _Entry:
     key: str  # `host[:port]` or `host[:port]/namespace...`, or a DUCC substring ident
-    credential: Credential
+    source: str  # where it came from; entries of one source are consecutive
+    credential: Credential | None = None
+    helper: CredentialHelper | None = None  # asked at lookup time (`credHelpers`)
     substring: bool = False  # DUCC's IDENT matching: contained anywhere in `registry/repo`
+    store: bool = False  # `credsStore`: the helper for every registry of its file
 
     def matches(self, registry: str, repository: str) -> bool:
         name = f"{registry}/{repository}"
@@ -51,25 +58,52 @@ class _Entry:
 
 @dataclass(frozen=True, slots=True)
 class CredentialStore:
-    """Every credential found, in priority order."""
+    """Every credential source found, in priority order."""
 
     entries: tuple[_Entry, ...] = ()
+    answers: HelperAnswers = field(default_factory=HelperAnswers, compare=False)
 
     def lookup(self, registry: str, repository: str = "") -> Credential | None:
-        """The credential for `registry` (as written in the reference) and `repository`.
+        """The credential for `registry` (as written in the reference) and `repository`:
+        from the first source that has one."""
+        name = _canonical(registry)
+        for group in self._sources():
+            found = self._from_source(group, name, repository)
+            if found is not None:
+                return found
+        return None
 
-        Within one source the most specific key (`host/namespace`) wins over the host alone.
-        """
-        names = [_canonical(registry)]
-        best: _Entry | None = None
+    def _sources(self) -> list[list[_Entry]]:
+        groups: list[list[_Entry]] = []
         for entry in self.entries:
-            if best is not None and best.credential.source != entry.credential.source:
-                break
-            if any(entry.matches(name, repository) for name in names) and (
-                best is None or len(entry.key) > len(best.key)
-            ):
-                best = entry
-        return best.credential if best else None
+            if groups and groups[-1][0].source == entry.source:
+                groups[-1].append(entry)
+            else:
+                groups.append([entry])
+        return groups
+
+    def _from_source(self, entries: list[_Entry], name: str, repository: str) -> Credential | None:
+        """The registry's own helper, then the most specific stored credential, then the
+        file's default store."""
+        for entry in entries:
+            if entry.helper is not None and not entry.store and entry.key == name:
+                found = self._ask(entry.helper, name)
+                if found is not None:
+                    return found
+        stored = [e for e in entries if e.credential is not None and e.matches(name, repository)]
+        if stored:
+            return max(stored, key=lambda e: len(e.key)).credential
+        for entry in entries:
+            if entry.helper is not None and entry.store:
+                return self._ask(entry.helper, name)
+        return None
+
+    def _ask(self, helper: CredentialHelper, name: str) -> Credential | None:
+        server = _DOCKER_HUB_SERVER if name == _DOCKER_HUB_KEY else name
+        answer = self.answers.get(helper, server)
+        if answer is None:
+            return None
+        return Credential(answer.username, answer.secret, f"{helper.program} ({helper.named_in})")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> CredentialStore:
@@ -106,8 +140,9 @@ def _ducc_entries(env: Mapping[str, str]) -> list[_Entry]:
             )
         if env.get(f"DUCC_{name}_PROXY"):
             log.get("credentials").warning("ducc_proxy_unsupported", registry=name)
-        credential = Credential(user, password, f"DUCC_{name}_USER/_PASS")
-        entries.append(_Entry(_canonical(ident), credential, substring=True))
+        source = f"DUCC_{name}_USER/_PASS"
+        credential = Credential(user, password, source)
+        entries.append(_Entry(_canonical(ident), source, credential, substring=True))
     return entries
 
 
@@ -130,15 +165,34 @@ def _auth_file_entries(path: Path) -> list[_Entry]:
     data = _read_auth_file(path)
     if data is None:
         return []
+    source = str(path)
+    entries = []
+    helpers = data.get("credHelpers", {})
+    if not isinstance(helpers, dict):
+        raise CredentialsInvalid(f"{path}: 'credHelpers' must be an object")
+    for key, value in helpers.items():
+        helper = _helper(path, f"credHelpers[{key!r}]", value)
+        entries.append(_Entry(_canonical(key), source, helper=helper))
     auths = data.get("auths", {})
     if not isinstance(auths, dict):
         raise CredentialsInvalid(f"{path}: 'auths' must be an object")
-    entries = []
     for key, value in auths.items():
         credential = _decode_auth(path, key, value)
         if credential is not None:
-            entries.append(_Entry(_canonical(key), credential))
+            entries.append(_Entry(_canonical(key), source, credential))
+    if data.get("credsStore"):
+        helper = _helper(path, "credsStore", data["credsStore"])
+        entries.append(_Entry("", source, helper=helper, store=True))
     return entries
+
+
+def _helper(path: Path, where: str, name: object) -> CredentialHelper:
+    """A helper's name: the `<name>` of `docker-credential-<name>`, never a path."""
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise CredentialsInvalid(
+            f"{path}: {where} must name a credential helper (docker-credential-<name>)"
+        )
+    return CredentialHelper(name, path)
 
 
 def _read_auth_file(path: Path) -> dict[str, Any] | None:
@@ -162,7 +216,8 @@ def _read_auth_file(path: Path) -> dict[str, Any] | None:
 
 
 def _decode_auth(path: Path, key: str, value: Any) -> Credential | None:
-    """`{"auth": base64("user:password")}`; entries without `auth` (helpers) are skipped."""
+    """`{"auth": base64("user:password")}`; entries without `auth` (kept by a helper) are
+    skipped."""
     encoded = value.get("auth") if isinstance(value, dict) else None
     if not encoded:
         return None
