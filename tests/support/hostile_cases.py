@@ -66,6 +66,12 @@ class Targets:
 # A layer as the catalogue gives it: entries, tar bytes, a ready layer, or (bombs, which
 # take a moment to build) a function making one, called only when the case is run.
 Part = list[Entry] | bytes | Layer | Callable[[], Layer | bytes]
+# A fragment the error must hold, or a tuple of fragments of which it must hold one.
+Says = str | tuple[str, ...]
+
+
+def mentions(error: str, says: Says) -> bool:
+    return any(fragment in error for fragment in ((says,) if isinstance(says, str) else says))
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ class HostileCase:
     category: str
     parts: tuple[Part, ...]  # the layers above BASE, bottom first
     expect: Expect
-    says: tuple[str, ...] = ()  # refused: what the error names besides the layer digest
+    says: tuple[Says, ...] = ()  # refused: what the error names besides the layer digest
     check: Check | None = None  # contained: what the converted tree holds
     unpack: bool = False  # also run through `ducc unpack`
     culprit: int = -1  # the layer (index in `layers`) a refusal must name
@@ -93,7 +99,7 @@ def _case(
     category: str,
     parts: list[Part],
     expect: Expect,
-    *says: str,
+    *says: Says,
     check: Check | None = None,
     unpack: bool = False,
 ) -> HostileCase:
@@ -401,7 +407,8 @@ def pax_headers() -> list[HostileCase]:
               "entry 'victim'", "out of range"),
         _case("pax-bad-record-length", "pax",
               [h.raw_pax(bad_length) + h.file_member("victim") + h.END], "refused",
-              "NUL byte in name"),
+              # tarfile of Debian 12's Python 3.11.2 refuses the record itself
+              ("NUL byte in name", "malformed tar header: invalid header")),
         _case("pax-header-2mib", "pax",
               [lambda: pax_file({"comment": "z" * (2 << 20)})], "refused", "extension header of"),
         _case("pax-headers-chained", "pax",
