@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from ducc import log
 from ducc.errors import CredentialsInvalid
 from ducc.registry.credentials import CredentialStore
 from ducc.registry.helpers import CredentialHelper, HelperAnswers
@@ -174,3 +175,14 @@ def test_malformed_helper_names_are_refused_when_read(tmp_path: Path, doc: objec
     path.write_text(json.dumps(doc))
     with pytest.raises(CredentialsInvalid, match=re.escape(str(path))):
         CredentialStore.from_environment({"HOME": str(tmp_path)})
+
+
+def test_lookups_share_one_credential_and_its_secret_is_hidden(
+    helpers: Helpers, tmp_path: Path
+) -> None:
+    helpers.add("ecr", {"quay.io": user_secret("robot", "helper-secret-42")})
+    store = docker_config(tmp_path, {"credHelpers": {"quay.io": "ecr"}})
+    first, again = store.lookup("quay.io", "a/b"), store.lookup("quay.io", "c/d")
+    assert first is not None
+    assert again is first  # asked once, one Credential for every request
+    assert log.redact("token helper-secret-42 sent") == "token *** sent"

@@ -22,7 +22,7 @@ from typing import Any
 from ducc import log
 from ducc.errors import CredentialsInvalid
 from ducc.reference import DOCKER_HUB_ALIASES
-from ducc.registry.helpers import CredentialHelper, HelperAnswers
+from ducc.registry.helpers import Answer, CredentialHelper, HelperAnswers
 
 _DOCKER_HUB_KEY = "docker.io"
 _DOCKER_HUB_SERVER = "https://index.docker.io/v1/"  # the address helpers know Docker Hub by
@@ -62,6 +62,7 @@ class CredentialStore:
 
     entries: tuple[_Entry, ...] = ()
     answers: HelperAnswers = field(default_factory=HelperAnswers, compare=False)
+    _made: dict[Answer, Credential] = field(default_factory=dict, compare=False)
 
     def lookup(self, registry: str, repository: str = "") -> Credential | None:
         """The credential for `registry` (as written in the reference) and `repository`:
@@ -103,7 +104,12 @@ class CredentialStore:
         answer = self.answers.get(helper, server)
         if answer is None:
             return None
-        return Credential(answer.username, answer.secret, f"{helper.program} ({helper.named_in})")
+        made = self._made.get(answer)  # one Credential per answer, not one per request
+        if made is None:
+            source = f"{helper.program} ({helper.named_in})"
+            made = Credential(answer.username, answer.secret, source)
+            self._made[answer] = made
+        return made
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> CredentialStore:

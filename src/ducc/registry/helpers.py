@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ducc import log
 from ducc.errors import CredentialsInvalid
 
 _TIMEOUT = 30.0
@@ -33,6 +34,9 @@ class Answer:
 
     username: str
     secret: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        log.hide(self.secret, f"{self.username}:{self.secret}")
 
 
 @dataclass(frozen=True, slots=True)
