@@ -172,7 +172,7 @@ def run(target: Target, work: Path, base: Layer, app: Layer) -> list[Step]:
             f"version: 1\ncvmfs_repo: '{target.repo}'\n"
             f"input:\n  - 'http://{registry.host}/{REPOSITORY}:{TAG}'\n"
         )
-        steps = []
+        steps: list[Step] = []
         since = 0
         for name, image in (("first conversion", first), ("tag update (+2 MB layer)", second)):
             registry.pusher().image(REPOSITORY, TAG, image)
