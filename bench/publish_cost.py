@@ -53,6 +53,7 @@ class Step:
     ingested_files: int = 0  # regular files and bytes of the layer trees ingested
     ingested_bytes: int = 0
     per_publish: list[tuple[int, int]] = field(default_factory=list)
+    calls: list[tuple[str, float]] = field(default_factory=list)  # verb, seconds (real server)
     flat_equal: bool | None = None
     outcome: str = ""
 
@@ -67,16 +68,17 @@ class Target:
     log: Path | None = None  # the meter's log (real server)
     fake_state: Path | None = None
 
-    def publish_costs(self, since: int) -> tuple[list[tuple[str, bool, int, int]], int]:
-        """(verb, template, upper files, upper bytes) of each call after the first `since`."""
+    def publish_costs(self, since: int) -> tuple[list[tuple[str, bool, int, int, float]], int]:
+        """(verb, template, upper files, upper bytes, seconds) of each call after the first
+        `since`."""
         if self.log is not None:
             done = meter.calls(self.log)
-            rows = [(c.verb, c.template, c.upper_files, c.upper_bytes) for c in done]
+            rows = [(c.verb, c.template, c.upper_files, c.upper_bytes, c.seconds) for c in done]
         else:
             assert self.fake_state is not None
             done_fake = fake_calls.calls(self.fake_state)
             rows = [
-                (c.verb, c.template, c.upper_files, c.upper_bytes)
+                (c.verb, c.template, c.upper_files, c.upper_bytes, c.end - c.start)
                 for c in done_fake
                 if c.exit_code == 0
             ]
@@ -143,7 +145,8 @@ def convert(target: Target, recipe: Path, step: Step, since: int, layout_ref: st
     report = json.loads(done.stdout)
     step.outcome = ",".join(sorted({i["outcome"] for i in report["images"]}))
     rows, total = target.publish_costs(since)
-    for verb, template, files, size in rows:
+    for verb, template, files, size, seconds in rows:
+        step.calls.append((verb, round(seconds, 2)))
         step.templates += template
         if verb == "publish":
             step.publishes += 1

@@ -15,7 +15,7 @@ from ducc.digest import Digest
 from ducc.errors import DuccError
 from ducc.layout import METADATA, MULTIARCH, Layout
 from ducc.links import link_arch_aliases, link_platform, link_public, link_variant
-from ducc.metadata import recorded_config, write_image_metadata
+from ducc.metadata import read_diff_size, recorded_config, write_image_metadata
 from ducc.podman import PodmanStore
 from ducc.products import flat_complete
 from ducc.reference import Reference
@@ -79,7 +79,15 @@ def _add_to_podman(layout: Layout, ref: Reference, image: ResolvedImage, flat: P
         config=config.raw,
         config_digest=str(config.digest),
         created=_created(config.raw),
+        size=_image_size(layout, image),
     )
+
+
+def _image_size(layout: Layout, image: ResolvedImage) -> int | None:
+    """The sum of the layers' tar sizes from their metadata (no walk of the flat tree);
+    None when a layer's size is not recorded."""
+    sizes = [read_diff_size(layout, d.digest) for d in image.manifest.layers]
+    return None if None in sizes else sum(s for s in sizes if s is not None)
 
 
 def _created(config: bytes) -> datetime | None:
