@@ -216,7 +216,9 @@ class ImageBuilder:
         layerfs = self.layout.layerfs(plan.blob)
         lower = self._chain_below(plans, plan)
         with self.tracked(plan, "ingest") as layer:
-            ingested[plan.blob] = self.publisher.ingest_layer(layerfs, layer, lower)
+            ingested[plan.blob] = self.publisher.ingest_layer(
+                layerfs, layer, lower, replace=self.options.overwrite_layers
+            )
         stats.layers_ingested += 1
         METRICS.inc("ducc_layers_ingested_total")
 

@@ -8,13 +8,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.fixture import FakeCvmfs
-from tests.support.ducc import Run, app_image, app_layer, base_layer, ducc, unique, write_recipe
+from tests.support.ducc import app_image, app_layer, base_layer, ducc, unique, write_recipe
 from tests.support.images import (
     Image,
     Index,
@@ -34,36 +32,14 @@ from tests.support.podman import (
     unmount_below,
 )
 from tests.support.registry import LocalRegistry
+from tests.support.targets import KINDS, Target, make_target
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class Target:
-    """Where a test publishes: the recipe's cvmfs_repo, ducc's options, the tree to inspect."""
-
-    kind: str
-    repo: str
-    root: Path
-    args: list[str]
-    fake: FakeCvmfs | None = None
-
-    def convert(self, recipe: Path, *extra: str, env: dict[str, str] | None = None) -> Run:
-        return ducc("convert", recipe, "--json", *self.args, *extra, env=env)
-
-
-@pytest.fixture(params=["dir", "cvmfs"])
+@pytest.fixture(params=KINDS)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
-    state = tmp_path / "state"
-    if request.param == "dir":
-        root = tmp_path / "repo"
-        args = ["--publisher", "dir", "--root", str(root), "--state-dir", str(state)]
-        return Target("dir", "local.test", root, args)
-    if os.geteuid() != 0:
-        pytest.skip("the fake cvmfs_server serves read-only mounts only as root")
-    fake: FakeCvmfs = request.getfixturevalue("fake_cvmfs")
-    args = ["--publisher", "cvmfs", "--cvmfs-prefix", str(fake.prefix), "--state-dir", str(state)]
-    return Target("cvmfs", fake.repo, fake.root, args, fake)
+    return make_target(request.param, request, tmp_path)
 
 
 def push_three(registry: LocalRegistry) -> tuple[str, dict[str, Image | Index]]:
@@ -104,10 +80,10 @@ def test_converts_shared_layers_once_and_builds_each_chain_once(
     base = base_layer()
     assert by_image[a_ref]["bytes_downloaded"] == len(base.blob) + len(app_layer("a").blob)
     assert by_image[b_ref]["bytes_downloaded"] == len(app_layer("b").blob)  # base reused
-    if target.fake is not None:
-        assert target.fake.count("ingest") == 4
-        assert target.fake.transactions() == []
-        calls = target.fake.calls()
+    if target.kind != "dir":
+        calls = target.calls()
+        assert sum(c.verb == "ingest" and c.ok for c in calls) == 4
+        assert not target.in_transaction()
         # every chain and flat tree starts as a catalog-level copy: the base chain of the
         # base layer's own tree, each app chain of the base chain, each flat tree of its
         # top chain; what the publishes process is the app layers and Apptainer's files
@@ -185,10 +161,10 @@ def test_update_of_the_top_layer_downloads_and_ingests_only_that_layer(
     assert result["outcome"] == "updated"
     assert result["bytes_downloaded"] == len(app_layer("v2").blob)
     assert (result["layers_ingested"], result["chains_built"]) == (1, 1)
-    if target.fake is not None:
+    if target.kind != "dir":
         # what the stratum 0 processes: the new layer's chain and Apptainer's files, not
         # the image again (its chain and flat tree are catalog-level copies)
-        since = [c for c in target.fake.calls() if c.verb == "publish"][-4:]
+        since = [c for c in target.calls() if c.verb == "publish"][-4:]
         processed = sum(c.upper_bytes for c in since)
         assert processed < len(app_layer("v2").tar) + 16 * 1024
     flat = public(target, ref).resolve()
@@ -228,10 +204,10 @@ def test_dry_run_touches_nothing(registry: LocalRegistry, target: Target, tmp_pa
     assert "1 would be added" in run.stdout
     after = sorted(p.name for p in target.root.iterdir()) if target.root.exists() else []
     assert after == before
-    if target.fake is not None:
-        assert target.fake.count("transaction") == 0
+    assert not any(c.verb == "transaction" for c in target.calls())
 
 
+@pytest.mark.parametrize("target", ["dir", "cvmfs"], indirect=True)  # not about the server
 def test_failures_are_reported_and_ignore_errors_keeps_exit_zero(
     registry: LocalRegistry, target: Target, tmp_path: Path
 ) -> None:
@@ -252,6 +228,7 @@ def test_failures_are_reported_and_ignore_errors_keeps_exit_zero(
     assert "missing" in failed["error"]
 
 
+@pytest.mark.parametrize("target", ["dir", "cvmfs"], indirect=True)  # not about the server
 def test_sharding_splits_images_between_publishers(
     registry: LocalRegistry, target: Target, tmp_path: Path
 ) -> None:
@@ -271,21 +248,23 @@ def test_sharding_splits_images_between_publishers(
 
 @pytest.mark.root
 @pytest.mark.skipif(PODMAN is None, reason="podman is not installed")
-def test_podman_lists_and_runs_converted_images(registry: LocalRegistry, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "target", ["dir", pytest.param("real", marks=pytest.mark.real_cvmfs)], indirect=True
+)
+def test_podman_lists_and_runs_converted_images(
+    registry: LocalRegistry, target: Target, tmp_path: Path
+) -> None:
+    """The real podman reads the store as clients see it: read-only (/cvmfs/<repo>/...)."""
     name = unique("podman")
     pusher = registry.pusher()
     pusher.image(f"{name}/app", "1", app_image("from podman"))
     pusher.image(f"{name}/app", "2", app_image("second"))
     refs = [f"{registry.url}/{name}/app:1", f"{registry.url}/{name}/app:2"]
-    root = tmp_path / "repo"
-    recipe = write_recipe(tmp_path / "r.yaml", "local.test", refs)
-    run = ducc(
-        "convert", recipe, "--publisher", "dir", "--root", root, "--state-dir", tmp_path / "s"
-    )
+    run = target.convert(write_recipe(tmp_path / "r.yaml", target.repo, refs))
     assert run.code == 0, run.stderr
     work = Path(tempfile.mkdtemp(prefix="ducc-podman-"))  # podman stalls under long paths
     try:
-        view = read_only_view(root, work / "cvmfs")
+        view = read_only_view(target.root, work / "cvmfs")
         env = podman_configs(work, view / "podmanStore")
         listed = run_podman(work, env, "images", "--format", "{{.Repository}}:{{.Tag}}")
         assert set(listed.stdout.split()) == {r.split("://", 1)[1] for r in refs}, listed.stderr
@@ -328,12 +307,14 @@ def test_server_overlay_merges_flat_trees_on_the_server(
     ref = f"{registry.url}/{name}/app:1"
     recipe = write_recipe(tmp_path / "r.yaml", target.repo, [ref])
     run = target.convert(recipe, "--server-overlay")
-    if target.fake is None:
+    if target.kind == "dir":
         assert run.code == 2
         assert "--server-overlay needs the cvmfs publisher" in run.stderr
         return
-    assert run.code == 2  # CernVM-FS 2.11.5, as the fake is by default, has no overlay
+    assert run.code == 2  # CernVM-FS 2.11.5 (the real one here, and the fake) has no overlay
     assert "this cvmfs_server has no `overlay` command" in run.stderr
+    if target.fake is None:
+        return
     run = target.convert(recipe, env={"FAKE_CVMFS_OVERLAY": "1"})  # a newer server
     assert run.code == 0, run.stderr
     assert target.fake.count("overlay") == 1  # detected and used by default

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.fixture import FakeCvmfs
 from tests.support.ducc import app_image, app_layer, ducc, unique, write_recipe
 from tests.support.registry import LocalRegistry
+from tests.support.targets import KINDS, make_target
 
 pytestmark = pytest.mark.integration
 
@@ -24,21 +24,11 @@ def products(root: Path) -> set[str]:
     return found
 
 
-@pytest.fixture(params=["dir", "cvmfs"])
+@pytest.fixture(params=KINDS)
 def where(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path, list[str]]:
     """(cvmfs_repo, repository root, publisher options)."""
-    state = ["--state-dir", str(tmp_path / "state")]
-    if request.param == "dir":
-        root = tmp_path / "repo"
-        return "local.test", root, ["--publisher", "dir", "--root", str(root), *state]
-    if os.geteuid() != 0:
-        pytest.skip("the fake cvmfs_server serves read-only mounts only as root")
-    fake: FakeCvmfs = request.getfixturevalue("fake_cvmfs")
-    return (
-        fake.repo,
-        fake.root,
-        ["--publisher", "cvmfs", "--cvmfs-prefix", str(fake.prefix), *state],
-    )
+    target = make_target(request.param, request, tmp_path)
+    return target.repo, target.root, target.args
 
 
 def test_gc_removes_exactly_the_unreachable_products(

@@ -145,16 +145,28 @@ def test_overlapping_run_exits_zero_or_waits(
             os.close(fd)
 
 
-def test_gateway_builds_flat_trees_under_their_own_leases(
+def test_gateway_builds_chains_and_flat_trees_under_their_own_leases(
     setup: tuple[FakeCvmfs, Path, list[str]],
 ) -> None:
+    """Each product is a template transaction under a lease on the product itself: the
+    template's source lies outside the lease (cvmfs' gateway merges only what changed inside
+    it), so publishers of other shards work at the same time."""
     fake, recipe, args = setup
     run = convert(recipe, args, "--gateway", FAKE_CVMFS_GATEWAY="1")
     assert run.code == 0, run.stderr
-    leases = [c.argv[-1] for c in fake.calls() if c.verb == "transaction"]
-    flat_leases = [lease for lease in leases if "/.flat/" in lease]
-    assert len(flat_leases) == 2
-    assert all(lease.startswith(f"{fake.repo}/.flat/") for lease in flat_leases)
+    opened = [c.argv for c in fake.calls() if c.verb == "transaction"]
+    products = {
+        argv[-1]: argv for argv in opened if "/.flat/" in argv[-1] or "/.chains/" in argv[-1]
+    }
+    flats = [lease for lease in products if "/.flat/" in lease]
+    chains = [lease for lease in products if "/.chains/" in lease]
+    assert len(flats) == 2
+    assert len(chains) == sum(r["chains_built"] for r in run.json()["images"]) >= 2
+    for lease, argv in products.items():
+        product = lease.split("/", 1)[1]
+        assert lease.count("/") == 3  # REPO/.flat/xx/<hex>: the product itself
+        template = [a for a in argv if a.startswith("/") and "=" in a]
+        assert template == [] or template[0].endswith(f"=/{product}"), argv
     assert not in_transaction(fake)
     assert ducc("verify", fake.root).code == 0
 

@@ -36,6 +36,10 @@ class Call:
     upper_bytes: int = 0
 
     @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
     def template(self) -> bool:
         return self.verb == "transaction" and any(a.startswith("-T") for a in self.argv)
 

@@ -112,7 +112,15 @@ def test_list_is_matched_exactly_not_as_substring() -> None:
     assert "cern.ch" not in repos
 
 
-def test_ingest_replacing_a_tree_deletes_it_in_the_same_call() -> None:
-    argv = ingest_tar_argv("r.ch", ".layers/ab/abcd/layerfs", delete=[".layers/ab/abcd/layerfs"])
-    assert argv[:4] == ["cvmfs_server", "ingest", "--delete", ".layers/ab/abcd/layerfs"]
-    assert argv[-3:] == ["-b", ".layers/ab/abcd/layerfs", "r.ch"]
+def test_list_with_the_real_servers_spacing_and_states() -> None:
+    """cvmfs 2.11.5 ends each line with two spaces; a template transaction is `unhealthy`."""
+    repos = parse_list(
+        "a.local (stratum0 / local)  \n"
+        "b.local (stratum0 / local - in transaction - unhealthy)  \n"
+        "c.local (stratum0 / local - unhealthy)  \n"
+    )
+    assert [(r.name, r.in_transaction) for r in repos.values()] == [
+        ("a.local", False),
+        ("b.local", True),
+        ("c.local", False),
+    ]

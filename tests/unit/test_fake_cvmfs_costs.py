@@ -131,3 +131,18 @@ def _remove_tree(path: Path) -> None:
     for child in path.iterdir():
         child.unlink()
     path.rmdir()
+
+
+def test_deleting_a_tree_and_ingesting_into_it_at_once_fails(cvmfs: FakeCvmfs) -> None:
+    """cvmfs 2.11.5 panics ("catalog for file ... cannot be found"); ingesting over an
+    existing tree without deleting it works."""
+    tar = build_tar([file("f", "1")])
+    cvmfs.ok("ingest", "--catalog", "-t", "-", "-b", "layer", cvmfs.repo, stdin=tar)
+    failed = cvmfs.run(
+        "ingest", "--delete", "layer", "--catalog", "-t", "-", "-b", "layer", cvmfs.repo, stdin=tar
+    )
+    assert failed.code == 1
+    assert "cannot be found" in failed.stderr
+    assert (cvmfs.revision(), cvmfs.transactions()) == (1, [])
+    cvmfs.ok("ingest", "--catalog", "-t", "-", "-b", "layer", cvmfs.repo, stdin=tar)
+    assert (cvmfs.root / "layer" / "f").read_text() == "1"

@@ -81,11 +81,12 @@ class Publisher(Protocol):
         ...
 
     def ingest_layer(
-        self, layerfs: Path, layer: LayerOpener, lower: Path | None = None
+        self, layerfs: Path, layer: LayerOpener, lower: Path | None = None, *, replace: bool = False
     ) -> Ingested:
         """Put a layer's literal content at `layerfs` (its own publish on CernVM-FS);
         return what the verified pass over the layer measured. `lower` is the tree below
-        the layer, where a hard link to a file of a lower layer finds its content."""
+        the layer, where a hard link to a file of a lower layer finds its content; `replace`
+        (`--overwrite-layers`): a tree already there is not trusted to be the layer's."""
         ...
 
     def overlay(self, layers: Sequence[Path], dest: Path) -> None:

@@ -190,15 +190,15 @@ class CvmfsPublisher:
         self.records.remove(self.repo, path)
 
     def ingest_layer(
-        self, layerfs: Path, layer: LayerOpener, lower: Path | None = None
+        self, layerfs: Path, layer: LayerOpener, lower: Path | None = None, *, replace: bool = False
     ) -> Ingested:
-        """One ingest; an existing tree (`--overwrite-layers`, or left by a run that died
-        before the layer's metadata) is deleted in the same transaction, so a layer images
-        use never goes missing. A gateway refuses that combination: there it takes two."""
-        replace = [self._rel(layerfs)] if layerfs.exists() else []
-        if replace and self.leases:
-            self.server.ingest_delete(self.repo, replace)
-            replace = []
+        """One ingest. An existing tree is ingested over: left by a run that died before the
+        layer's metadata, it is complete (an ingest publishes whole or not at all) and holds
+        what the same blob gives again. With `replace` (`--overwrite-layers`) it is deleted
+        first, by an ingest of its own: cvmfs 2.11.5 crashes on deleting a nested catalog
+        and ingesting into it at once. Between the two, the layer tree is missing."""
+        if replace and os.path.lexists(layerfs):
+            self.server.ingest_delete(self.repo, [self._rel(layerfs)])
         measured: list[RebuildStats] = []
 
         def feed(stdin: IO[bytes]) -> None:
@@ -210,7 +210,7 @@ class CvmfsPublisher:
 
         self.records.write(TransactionRecord.mine(self.repo, None, kind="ingest"))
         try:
-            self.server.ingest_tar(self.repo, self._rel(layerfs), feed, delete=replace)
+            self.server.ingest_tar(self.repo, self._rel(layerfs), feed)
         except BaseException:
             self._clean_failed_ingest()
             raise

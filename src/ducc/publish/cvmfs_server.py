@@ -52,20 +52,14 @@ def abort_argv(repo: str, path: str | None = None, executable: str = EXECUTABLE)
 
 
 def ingest_tar_argv(
-    repo: str,
-    base_dir: str,
-    *,
-    catalog: bool = True,
-    delete: Sequence[str] = (),
-    executable: str = EXECUTABLE,
+    repo: str, base_dir: str, *, catalog: bool = True, executable: str = EXECUTABLE
 ) -> list[str]:
-    """A tar on stdin into `base_dir`; `delete` paths go first, in the same transaction.
+    """A tar on stdin into `base_dir`.
 
     The tar is ducc's rebuild: every hard link points at an earlier entry of it, since
-    cvmfs' ingest fails on any other (and has no `--tolerate-missing-hardlinks`)."""
+    cvmfs' ingest fails on any other (and has no `--tolerate-missing-hardlinks`). No
+    `--delete` of the same tree in the same call: cvmfs 2.11.5 crashes on that."""
     argv = [executable, "ingest"]
-    for path in delete:
-        argv += ["--delete", path.strip("/")]
     if catalog:
         argv.append("--catalog")
     argv += ["-t", "-", "-b", base_dir.strip("/")]
@@ -143,10 +137,8 @@ class CvmfsServer:
         repo: str,
         base_dir: str,
         feed: Callable[[IO[bytes]], None],
-        *,
-        delete: Sequence[str] = (),
     ) -> None:
-        argv = ingest_tar_argv(repo, base_dir, delete=delete, executable=self.executable)
+        argv = ingest_tar_argv(repo, base_dir, executable=self.executable)
         run_feeding(argv, feed)
         self.ingests += 1
         _log.info("layer_ingested", repo=repo, base_dir=base_dir)

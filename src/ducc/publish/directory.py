@@ -89,7 +89,7 @@ class DirectoryPublisher:
         return False
 
     def ingest_layer(
-        self, layerfs: Path, layer: LayerOpener, lower: Path | None = None
+        self, layerfs: Path, layer: LayerOpener, lower: Path | None = None, *, replace: bool = False
     ) -> Ingested:
         """Stage the literal layer; over an existing one (`--overwrite-layers`, or a run that
         died before the layer's metadata), swap it in atomically, so that a layer images

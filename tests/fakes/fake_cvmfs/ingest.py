@@ -15,7 +15,7 @@ from .errors import USAGE, FakeError
 from .extract import Extractor, Ownership
 from .faults import injected
 from .options import Parsed, Spec, one_repository, parse
-from .paths import clean, kind, split_repo
+from .paths import clean, kind, overlaps, split_repo
 from .report import Report
 from .session import Session, session
 from .tree import empty_dir
@@ -71,6 +71,7 @@ def ingest(report: Report, args: Sequence[str]) -> None:
         fail = report.fires("FAKE_CVMFS_FAIL_INGEST")
         die = report.fires("FAKE_CVMFS_DIE_INGEST")
         try:
+            _check_replacement(tar, base, deletes)
             staged = _stage(report, current, tar, base, ownership, parsed, die)
             if die:
                 report.kill()
@@ -85,6 +86,16 @@ def ingest(report: Report, args: Sequence[str]) -> None:
         current.close(txn, discard=False)
         current.save(current.meta.published(current.scope(txn), "ingest"))
         print(f"Ingested into {name}, revision {current.meta.revision}")
+
+
+def _check_replacement(tar: str | None, base: str, deletes: list[str]) -> None:
+    """cvmfs 2.11.5 panics when one ingest deletes a tree and ingests into it (or into a
+    tree around it): "catalog for file ... cannot be found"; its transaction is aborted."""
+    for path in deletes:
+        if tar is not None and overlaps(path, base):
+            raise FakeError(
+                f"PANIC: catalog for file '/{base}' cannot be found\nSynchronization failed"
+            )
 
 
 def _open(current: Session, lease: str) -> None:
