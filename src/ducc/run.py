@@ -5,7 +5,10 @@ A failure raises `CommandFailed` carrying a copy-pastable command line and the o
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +17,9 @@ from typing import IO
 from ducc import log
 from ducc.errors import CommandFailed
 
+# After a killed command, how long its output may still take to end (a process outside its
+# group holding the pipe must not hang ducc).
+READER_GRACE = 10.0
 _log = log.get("run")
 
 
@@ -60,8 +66,11 @@ def run_feeding(
     """Run `argv` with `feed(stdin)` writing its input as a stream.
 
     If `feed` raises, the command is killed before its input is complete (so a consumer
-    such as `cvmfs_server ingest` never sees a clean end of input) and the error re-raised.
-    If the command stops reading early, its own exit code and output are reported.
+    such as `cvmfs_server ingest` never sees a clean end of input) and the error re-raised:
+    the command with every process it started (its process group: `cvmfs_server` is a
+    script whose `cvmfs_swissknife` reads the input), else a child left reading would hold
+    the pipe, and the repository, forever. If the command stops reading early, its own exit
+    code and output are reported.
     """
     _log.debug("run", command=command_line(argv))
     try:
@@ -87,9 +96,9 @@ def run_feeding(
     except BrokenPipeError:
         pass  # the command stopped reading; its exit code says why
     except BaseException:
-        proc.kill()
+        _kill_group(proc)
         proc.wait()
-        reader.join()
+        reader.join(timeout=READER_GRACE)
         raise
     code = proc.wait()
     reader.join()
@@ -97,6 +106,12 @@ def run_feeding(
     if code != 0:
         raise CommandFailed(command_line(argv), code, text.decode(errors="replace"))
     return subprocess.CompletedProcess(list(argv), code, text, b"")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to the command's process group (it leads one: `start_new_session`)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _text(proc: subprocess.CompletedProcess[bytes]) -> str:

@@ -31,6 +31,7 @@ from tests.support.hostile_cases import (
     mentions,
 )
 from tests.support.images import Image, file, make_image, make_layer
+from tests.support.real_cvmfs import RealCvmfs
 from tests.support.registry import LocalRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -315,6 +316,39 @@ def test_cvmfs_publisher_refuses_and_contains_alike(
     assert cvmfs.transactions() == []  # every refusal aborted its transaction
     assert view(world.base) == before
     assert not os.path.lexists(world.targets.absent)
+
+
+@pytest.mark.real_cvmfs
+@pytest.mark.root
+def test_a_real_stratum_0_refuses_and_contains_alike(
+    world: World, real_cvmfs: RealCvmfs, tmp_path: Path
+) -> None:
+    """The same layers through a real `cvmfs_server ingest`: every refusal aborts the
+    ingest's own transaction and publishes nothing; contained cases are contained there too
+    (hard links arrive broken up, as CernVM-FS stores them)."""
+    repo = f"{real_cvmfs.repo}/hostile-{uuid.uuid4().hex[:8]}"
+    refs = [world.refs[case_id] for case_id in CVMFS_SUBSET]
+    recipe = write_recipe(tmp_path / "recipe.yaml", repo, refs)
+    before = view(world.base)
+    run = ducc(
+        *("convert", recipe, "--json", "--publisher", "cvmfs"),
+        *("--state-dir", tmp_path / "state"),
+        *CAP_OPTIONS,
+        timeout=600,
+    )
+    assert (run.code, bool(run.stdout)) == (1, True), run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    root = real_cvmfs.root / repo.split("/", 1)[1]
+    for case_id in CVMFS_SUBSET:
+        case, result = world.cases[case_id], world.result(case_id, run)
+        if case.expect == "refused":
+            assert_refused(world, case, result, root)
+        else:
+            assert_contained(world, case, result, root)
+    assert not real_cvmfs.in_transaction()  # every refusal aborted its transaction
+    assert view(world.base) == before
+    assert not os.path.lexists(world.targets.absent)
+    assert ducc("verify", root).code == 0
 
 
 def test_the_repository_verifies_after_the_attacks(world: World) -> None:
