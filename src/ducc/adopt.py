@@ -17,7 +17,13 @@ from ducc import log
 from ducc.digest import Digest
 from ducc.errors import ManifestError, RecordUnreadable, SizeMismatch
 from ducc.layout import METADATA, MULTIARCH, Layout
-from ducc.links import link_arch_aliases, link_platform, link_public, link_variant
+from ducc.links import (
+    link_arch_aliases,
+    link_platform,
+    link_public,
+    link_variant,
+    platform_label,
+)
 from ducc.metadata import layer_complete, write_image_metadata
 from ducc.oci import ImageIndex, ImageManifest
 from ducc.platform import DEFAULT_PLATFORM, Platform
@@ -144,7 +150,7 @@ def adopt(publisher: Publisher, adoption: Adoption) -> None:
             _link(layout, adoption)
         if adoption.variant:
             for item in adoption.platforms:
-                label = item.platform.label if item.platform else DEFAULT_ARCH
+                label = platform_label(layout, item.platform or DEFAULT_PLATFORM)
                 directory = layout.root / METADATA / MULTIARCH / label / ref.simple_name
                 _record(layout, directory, item.manifest, None)
         index = adoption.index.raw if adoption.index is not None else None
@@ -178,14 +184,15 @@ def _link(layout: Layout, adoption: Adoption) -> None:
             link_public(layout, ref, flat)
         return
     for item in adoption.platforms:
-        label = item.platform.label if item.platform else DEFAULT_ARCH
+        label = platform_label(layout, item.platform or DEFAULT_PLATFORM)
         flat = layout.flat_dir(item.manifest.config.digest)
         if not _leads_to(layout.multiarch_path(label, ref), flat):
             link_platform(layout, label, ref, flat)
     public = layout.public_path(ref)
     if not (public.is_symlink() and "$(CVMFS_ARCH" in os.readlink(public)):
-        main = adoption.main.platform
-        link_variant(layout, ref, main.label if main else DEFAULT_ARCH)
+        link_variant(
+            layout, ref, platform_label(layout, adoption.main.platform or DEFAULT_PLATFORM)
+        )
     link_arch_aliases(layout)
 
 

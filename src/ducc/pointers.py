@@ -13,7 +13,13 @@ from pathlib import Path
 
 from ducc.errors import RecordUnreadable
 from ducc.layout import METADATA, MULTIARCH, Layout
-from ducc.links import link_arch_aliases, link_platform, link_public, link_variant
+from ducc.links import (
+    link_arch_aliases,
+    link_platform,
+    link_public,
+    link_variant,
+    platform_label,
+)
 from ducc.metadata import write_image_metadata
 from ducc.platform import Platform
 from ducc.podman import PodmanStore
@@ -54,14 +60,16 @@ def write_pointers(
         if variant:
             for item in converted:
                 if item.flat is not None:
-                    link_platform(layout, item.image.platform.label, ref, item.flat)
-            link_variant(layout, ref, main.image.platform.label)
+                    link_platform(
+                        layout, platform_label(layout, item.image.platform), ref, item.flat
+                    )
+            link_variant(layout, ref, platform_label(layout, main.image.platform))
             link_arch_aliases(layout)
         else:
             link_public(layout, ref, main.flat)
     if variant:
         for item in converted:
-            label = item.image.platform.label
+            label = platform_label(layout, item.image.platform)
             directory = layout.root / METADATA / MULTIARCH / label / ref.simple_name
             write_image_metadata(directory, item.image.manifest.raw, None, item.image.config.raw)
     index = main.image.index.raw if main.image.index is not None else None

@@ -441,12 +441,11 @@ def _source(node: yaml.Node) -> str:
 
 def _regex_warning(tag: str) -> str:
     glob = suggested_glob(tag)
-    advice = (
-        f"write the shell glob {glob!r}" if glob else "no shell glob says the same: list the tags"
-    )
+    same = f"the shell glob {glob!r} matches the same tags" if glob else "no shell glob does"
     return (
-        f"tag pattern {tag!r} is read as DUCC read it, as a regular expression matching whole "
-        f"tags ('*' meaning '.*'); ducc's wildcards are shell globs: {advice}"
+        f"tag pattern {tag!r} is read as DUCC read it: a regular expression the whole tag must "
+        f"match, each '*' meaning '.*' and '.' any character; ducc's wildcards are shell "
+        f"globs ('.' a literal dot), and {same}"
     )
 
 

@@ -22,7 +22,7 @@ from ducc.digest import Digest
 from ducc.errors import DuccError, RecordUnreadable
 from ducc.layout import METADATA, MULTIARCH, Layout
 from ducc.metadata import CONFIG_FILE, INDEX_FILE, MANIFEST_FILE
-from ducc.platform import DEFAULT_PLATFORM, Platform, normalize_platform
+from ducc.platform import DEFAULT_PLATFORM, Platform, platform_of_label
 from ducc.reference import Reference
 
 # DUCC skipped foreign layers (it never had them in `.layers`); ducc refuses such images.
@@ -85,13 +85,6 @@ class RecordScan:
 
     def top_level(self) -> list[Record]:
         return [r for r in self.records if r.label is None]
-
-
-def platform_of_label(label: str) -> Platform:
-    """The platform a `.multiarch` directory name stands for: DUCC's raw `arm64:v8` and `arm`
-    and ducc's normalised `arm64` and `arm:v7` compare equal."""
-    architecture, _, variant = label.partition(":")
-    return normalize_platform("linux", architecture, variant)
 
 
 def read_record(directory: Path, name: str, label: str | None = None) -> Record:

@@ -57,18 +57,23 @@ def ducc_regex(tag: str) -> re.Pattern[str]:
 
 
 def suggested_glob(tag: str) -> str | None:
-    """The shell glob closest to a DUCC regex wildcard, or None when no glob says it."""
+    """The shell glob matching exactly the tags DUCC's reading of `tag` matches (an unescaped
+    `.` is any character: `?`), or None when no glob does (`+`, groups, alternatives)."""
     text = tag.removeprefix("^").removesuffix("$")
-    text = text.replace(".*", "*").replace(".+", "?*").replace("\\.", ".")
-    while "**" in text:
-        text = text.replace("**", "*")
-    if _REGEX_SIGNS.search(text) or not _TAG_PATTERN_CHARS.fullmatch(text):
-        return None
-    try:
-        compile_glob(text)
-    except BadPattern:
-        return None
-    return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in ".-_":
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if ch in "+(){}|$^\\?[]":
+            return None
+        out.append("?" if ch == "." else ch)
+        i += 1
+    glob = re.sub(r"\*+", "*", "".join(out))
+    return glob if _TAG_PATTERN_CHARS.fullmatch(glob) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,7 @@ def test_expand_reports_failed_wishes_and_exits_1(
 ) -> None:
     registry(rsps)
     path = recipe(tmp_path, "registry.test/team/app:1.*", "registry.test/team/none:*")
-    code, out, err = run(["expand-wildcard", path], capsys)
+    code, out, err = run(["expand", path], capsys)
     assert code == 1
     assert len(out.splitlines()) == 2
     assert f"error: {path}:5: input[1]: registry.test/team/none:*: registry.test:" in err

@@ -39,10 +39,6 @@ BROKEN = [
         "version: true\ncvmfs_repo: r.cern.ch\ninput: ['quay.io/a/b:1']\n",
         "r.yaml:1: version: expected the integer 1, got a boolean",
     ),
-    (
-        "cvmfs_repo: r.cern.ch\ninput: ['quay.io/a/b:1']\n",
-        "r.yaml:1: missing required key 'version'",
-    ),
     ("version: 1\ninput: ['quay.io/a/b:1']\n", "r.yaml:1: missing required key 'cvmfs_repo'"),
     ("version: 1\ncvmfs_repo: r.cern.ch\n", "r.yaml:1: missing required key 'input'"),
     ("version: 1\ncvmfs_repo: r.cern.ch\ninput: []\n", "r.yaml:3: input: the list is empty"),
