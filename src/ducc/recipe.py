@@ -177,12 +177,12 @@ class _RecipeParser:
     def warn(self, node: yaml.Node, message: str) -> None:
         self.warnings.append(f"{self.path}:{node.start_mark.line + 1}: {message}")
 
-    def tolerable(self, node: yaml.Node, message: str) -> None:
-        """Something DUCC ignored: a problem when read strictly, else a warning."""
+    def tolerable(self, node: yaml.Node, message: str, outcome: str = "ignored") -> None:
+        """Something DUCC let pass: a problem when read strictly, else a warning."""
         if self.options.strict:
             self.problem(node, message)
         else:
-            self.warn(node, f"{message}; ignored")
+            self.warn(node, f"{message}; {outcome}")
 
     def entry_problem(self, node: yaml.Node, index: int, text: str, message: str) -> None:
         """An `input` entry that cannot be read: the recipe's problem, or a refused wish."""
@@ -203,7 +203,7 @@ class _RecipeParser:
                 cvmfs_repo=recipe.cvmfs_repo,
                 ignore_errors=any(g.matches(text) for g in recipe.ignore_errors),
             )
-            for line, index, text, problem in self.refused
+            for line, index, text, problem in sorted(self.refused)
         ]
 
     def parse(self) -> Recipe | None:
@@ -334,7 +334,7 @@ class _RecipeParser:
         if unknown:
             known = ", ".join(f"$({v})" for v in OUTPUT_VARIABLES)
             message = f"output_format: unknown variable $({unknown[0]}) (known: {known})"
-            self.tolerable(node, message)
+            self.tolerable(node, message, "kept as written, as DUCC kept it")
             return None if self.options.strict else text
         return text
 
