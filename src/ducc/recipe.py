@@ -14,22 +14,20 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from ducc.errors import BadPattern, BadReference, RecipeInvalid
 from ducc.glob import Glob, compile_glob
+from ducc.recipe_nodes import node_kind, node_source, node_value
 from ducc.recipe_options import RecipeOptions, RefusedWish
-from ducc.reference import Reference, TagPattern, parse_reference, suggested_glob
+from ducc.reference import Reference, TagPattern, ducc_regex_warning, parse_reference
 
 MAX_RECIPE_BYTES = 4 * 1024 * 1024
 KNOWN_KEYS = ("version", "user", "cvmfs_repo", "output_format", "input", "ignoreErrors")
 OUTPUT_VARIABLES = ("scheme", "registry", "repository", "tag", "digest", "reference", "image")
 _VARIABLE = re.compile(r"\$\((?P<name>[^)]*)\)")
 _REPO_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_UNREADABLE = object()
-_YAML_TYPES = {"int": "an integer", "float": "a number", "bool": "a boolean", "null": "null"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +209,7 @@ class _RecipeParser:
         if root is None:
             return None
         if not isinstance(root, yaml.MappingNode):
-            self.problem(root, f"a recipe is a mapping of keys, got {_kind(root)}")
+            self.problem(root, f"a recipe is a mapping of keys, got {node_kind(root)}")
             return None
         keys = self.keys(root)
         self.check_version(root, keys.get("version"))
@@ -273,7 +271,7 @@ class _RecipeParser:
         for key_node, value_node in root.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str):
-                self.problem(key_node, f"keys must be strings, got {_kind(key_node)}")
+                self.problem(key_node, f"keys must be strings, got {node_kind(key_node)}")
                 continue
             if key in found:
                 self.problem(key_node, f"duplicate key {key!r} (first at line {lines[key]})")
@@ -288,17 +286,19 @@ class _RecipeParser:
         if node is None:
             self.warn(root, "no 'version' key: read as version 1 (DUCC never checked it)")
             return
-        value = _value(node)
+        value = node_value(node)
         if not isinstance(value, int) or isinstance(value, bool):
-            self.problem(node, f"version: expected the integer 1, got {_kind(node)}")
+            self.problem(node, f"version: expected the integer 1, got {node_kind(node)}")
         elif value != 1:
             self.problem(node, f"version: unsupported version {value} (only 1 is supported)")
 
     def cvmfs_repo(self, root: yaml.Node, node: yaml.Node | None) -> CvmfsRepo | None:
         given = self.options.repository
         if given is not None:  # `prune-images REPO`: DUCC read only `input:` then
-            if node is not None and _value(node) != str(given):
-                self.warn(node, f"cvmfs_repo {_value(node)!r} ignored: the repository is {given}")
+            if node is not None and node_value(node) != str(given):
+                self.warn(
+                    node, f"cvmfs_repo {node_value(node)!r} ignored: the repository is {given}"
+                )
             return given
         if node is None:
             self.problem(root, "missing required key 'cvmfs_repo'")
@@ -316,9 +316,9 @@ class _RecipeParser:
     def optional_string(self, node: yaml.Node | None, key: str) -> str | None:
         if node is None:
             return None
-        value = _value(node)
+        value = node_value(node)
         if not isinstance(value, str):
-            self.problem(node, f"{key}: expected a string, got {_kind(node)}")
+            self.problem(node, f"{key}: expected a string, got {node_kind(node)}")
             return None
         if not value:
             self.problem(node, f"{key}: must not be empty")
@@ -368,7 +368,7 @@ class _RecipeParser:
             if ref.tag_is_default:
                 self.warn(item, f"input[{index}]: {text!r} has no tag or digest; using 'latest'")
             if ref.pattern is TagPattern.DUCC_REGEX:
-                self.warn(item, f"input[{index}]: {_regex_warning(ref.tag or '')}")
+                self.warn(item, f"input[{index}]: {ducc_regex_warning(ref.tag or '')}")
             parsed.append((index, item, text, ref))
         return parsed
 
@@ -378,19 +378,19 @@ class _RecipeParser:
         if node is None:
             return []
         if not isinstance(node, yaml.SequenceNode):
-            self.problem(node, f"{key}: expected a list, got {_kind(node)}")
+            self.problem(node, f"{key}: expected a list, got {node_kind(node)}")
             return []
         if not node.value and not allow_empty:
             self.problem(node, f"{key}: the list is empty")
         items: list[tuple[int, yaml.Node, str]] = []
         for index, item in enumerate(node.value):
-            value = _value(item)
+            value = node_value(item)
             if isinstance(value, str) and value:
                 items.append((index, item, value))
                 continue
-            got = f"expected a string, got {_kind(item)}" if value != "" else "empty string"
+            got = f"expected a string, got {node_kind(item)}" if value != "" else "empty string"
             if key == "input":
-                self.entry_problem(item, index, _source(item), f"{key}[{index}]: {got}")
+                self.entry_problem(item, index, node_source(item), f"{key}[{index}]: {got}")
             elif key == "ignoreErrors":
                 self.tolerable(item, f"{key}[{index}]: {got}")
             else:
@@ -408,45 +408,6 @@ def cvmfs_repo_problem(text: str) -> str | None:
         if not _REPO_COMPONENT.fullmatch(component):
             return f"{text!r}: bad characters in {component!r} (letters, digits, '.', '_', '-')"
     return None
-
-
-def _value(node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        try:
-            return yaml.SafeLoader("").construct_object(node)
-        except (yaml.YAMLError, ValueError, OverflowError):
-            # An explicit tag the safe loader refuses (`!custom`, `!!python/...`) or a value
-            # its tag cannot hold (`!!int abc`, an integer beyond Python's digit limit).
-            return _UNREADABLE
-    return node
-
-
-def _kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    if _value(node) is _UNREADABLE:
-        return f"a value that cannot be read as {node.tag}"
-    short = str(node.tag).rsplit(":", 1)[-1]
-    return _YAML_TYPES.get(short, "a string" if short == "str" else f"a {short}")
-
-
-def _source(node: yaml.Node) -> str:
-    """An entry as the recipe spells it, for a refused wish's name."""
-    if isinstance(node, yaml.ScalarNode):
-        return str(node.value)
-    return f"<{_kind(node)}>"
-
-
-def _regex_warning(tag: str) -> str:
-    glob = suggested_glob(tag)
-    same = f"the shell glob {glob!r} matches the same tags" if glob else "no shell glob does"
-    return (
-        f"tag pattern {tag!r} is read as DUCC read it: a regular expression the whole tag must "
-        f"match, each '*' meaning '.*' and '.' any character; ducc's wildcards are shell "
-        f"globs ('.' a literal dot), and {same}"
-    )
 
 
 def _suggest(key: str) -> str:

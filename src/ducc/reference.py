@@ -76,6 +76,17 @@ def suggested_glob(tag: str) -> str | None:
     return glob if _TAG_PATTERN_CHARS.fullmatch(glob) else None
 
 
+def ducc_regex_warning(tag: str) -> str:
+    """What a user should know about a DUCC regex wildcard, and the glob to write."""
+    glob = suggested_glob(tag)
+    same = f"the shell glob {glob!r} matches the same tags" if glob else "no shell glob does"
+    return (
+        f"tag pattern {tag!r} is read as DUCC read it: a regular expression the whole tag must "
+        f"match, each '*' meaning '.*' and '.' any character; ducc's wildcards are shell "
+        f"globs ('.' a literal dot), and {same}"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Reference:
     """A parsed image reference; `tag` may be a glob (see `is_wildcard`)."""
