@@ -124,7 +124,7 @@ class DuccRepository:
             _extract(layer.tar, flat)
         for sub in ("actions", "env", "libs"):
             (flat / ".singularity.d" / sub).mkdir(parents=True, exist_ok=True)
-        (flat / ".singularity.d" / "runscript").write_text("#!/bin/sh\nexec /bin/sh \"$@\"\n")
+        (flat / ".singularity.d" / "runscript").write_text('#!/bin/sh\nexec /bin/sh "$@"\n')
         (flat / CATALOG).touch()
         return flat
 

@@ -58,6 +58,7 @@ def test_retired_commands_say_what_replaced_them(
         (["gc", "-n", "repo"], ["gc", "-n", "repo"]),  # gc's -n is DUCC's old --dry-run
         (["--log-format", "json", "gc", "repo", "-t", "/s"], None),
         (["check", "--", "-t"], ["check", "--", "-t"]),
+        (["convert", "r", "--downloads-dir", "/d"], ["--downloads-dir", "/d", "convert", "r"]),
     ],
 )
 def test_ducc_s_global_flags_after_the_command_are_moved_before_it(

@@ -2,9 +2,10 @@
 features, and DUCC's environment variables, each accepted with DUCC's meaning or answered
 with one clear sentence.
 
-DUCC (`cvmfs_ducc`, cobra) accepts its global flags `-t/--temporary-dir` and
-`-n/--notification-file` before or after the command; click takes group options only before
-it, so they are moved there first (`gc -n` stays gc's `--dry-run`, as in DUCC's older gc).
+DUCC (`cvmfs_ducc`, cobra) accepts its global flags `-t/--temporary-dir`,
+`-n/--notification-file` and `--downloads-dir` before or after the command; click takes group
+options only before it, so they are moved there first (`gc -n` stays gc's `--dry-run`, as in
+DUCC's older gc).
 """
 
 from __future__ import annotations
@@ -27,8 +28,16 @@ RETIRED = {
     "`ducc convert-single-image IMAGE REPO`",
 }
 # Group options that take a value (so the command name is found after them).
-_GROUP_VALUES = frozenset({"--log-format", "-t", "--temporary-dir", "-n", "--notification-file"})
-_LIFTED = {"-t": "-t", "--temporary-dir": "-t", "--notification-file": "-n", "-n": "-n"}
+_GROUP_VALUES = frozenset(
+    {"--log-format", "-t", "--temporary-dir", "-n", "--notification-file", "--downloads-dir"}
+)
+_LIFTED = {
+    "-t": "-t",
+    "--temporary-dir": "-t",
+    "--notification-file": "-n",
+    "-n": "-n",
+    "--downloads-dir": "--downloads-dir",
+}
 _GC_COMMANDS = frozenset({"gc", "garbage-collection"})
 # Variables of DUCC's that ducc does not read, and why.
 IGNORED_VARIABLES = {

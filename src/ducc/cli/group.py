@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
 from ducc import __version__, log
 from ducc.cli.compat import NOTIFICATIONS_GONE, RETIRED, environment_notes, retired_command
 
-_state: dict[str, object] = {"debug": False, "temporary": None}
+_state: dict[str, object] = {"debug": False, "temporary": None, "downloads": None}
 
 
 def debug_enabled() -> bool:
@@ -20,6 +21,12 @@ def temporary_dir() -> str | None:
     """DUCC's global `-t/--temporary-dir`, when given."""
     value = _state["temporary"]
     return value if isinstance(value, str) else None
+
+
+def global_downloads_dir() -> Path | None:
+    """DUCC's global `--downloads-dir`, when given before (or after) the command."""
+    value = _state["downloads"]
+    return Path(value) if isinstance(value, str) else None
 
 
 class AliasedGroup(click.Group):
@@ -57,21 +64,31 @@ class AliasedGroup(click.Group):
     help="DUCC's spelling: blobs are kept under DIR/cvmfs/ducc/downloads [$DUCC_TMP_DIR].",
 )
 @click.option(
+    "--downloads-dir",
+    "downloads_dir",
+    metavar="DIR",
+    hidden=True,
+    help="DUCC's global spelling of the conversion option --downloads-dir.",
+)
+@click.option(
     "-n",
     "--notification-file",
     metavar="FILE",
     help="DUCC's notification file: accepted, nothing is written (notifications are gone).",
 )
 def cli(
+    *,
     verbose: int,
     debug: bool,
     log_format: log.LogFormat,
     temporary_dir: str | None,
+    downloads_dir: str | None,
     notification_file: str | None,
 ) -> None:
     """Publish container images into CernVM-FS, unpacked, following YAML wishlists."""
     _state["debug"] = debug
     _state["temporary"] = temporary_dir
+    _state["downloads"] = downloads_dir
     log.configure(verbosity=2 if debug else verbose, fmt=log_format)
     notes = environment_notes(os.environ)
     if notification_file is not None:

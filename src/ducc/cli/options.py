@@ -13,7 +13,7 @@ import click
 from ducc import log
 from ducc.cli.common import open_registries, platform_option
 from ducc.cli.compat import downloads_from_temporary
-from ducc.cli.group import temporary_dir
+from ducc.cli.group import global_downloads_dir, temporary_dir
 from ducc.convert import Converter, ConvertOptions
 from ducc.errors import InputError
 from ducc.layers import Limits
@@ -251,6 +251,7 @@ def build_converter(kw: dict[str, Any], *, dry_run: bool = False) -> Converter:
     )
     downloads = (
         kw["downloads_dir"]
+        or global_downloads_dir()
         or downloads_from_temporary(temporary_dir(), os.environ)
         or settings.state_dir / "downloads"
     )
