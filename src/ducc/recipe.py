@@ -21,7 +21,13 @@ from ducc.errors import BadPattern, BadReference, RecipeInvalid
 from ducc.glob import Glob, compile_glob
 from ducc.recipe_nodes import node_kind, node_source, node_value
 from ducc.recipe_options import RecipeOptions, RefusedWish
-from ducc.reference import Reference, TagPattern, ducc_regex_warning, parse_reference
+from ducc.reference import (
+    Reference,
+    TagPattern,
+    ducc_regex_warning,
+    parse_reference,
+    redacted_reference,
+)
 
 MAX_RECIPE_BYTES = 4 * 1024 * 1024
 KNOWN_KEYS = ("version", "user", "cvmfs_repo", "output_format", "input", "ignoreErrors")
@@ -191,12 +197,13 @@ class _RecipeParser:
         self.refused.append((line, index, text, f"{self.path}:{line}: {message}"))
 
     def refused_wishes(self, recipe: Recipe) -> list[RefusedWish]:
+        """The refused entries, named as they may be shown (never with credentials)."""
         return [
             RefusedWish(
                 recipe=self.path,
                 line=line,
                 index=index,
-                input=text,
+                input=redacted_reference(text),
                 problem=problem,
                 cvmfs_repo=recipe.cvmfs_repo,
                 ignore_errors=any(g.matches(text) for g in recipe.ignore_errors),

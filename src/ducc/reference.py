@@ -235,6 +235,11 @@ def _userinfo_end(text: str) -> int:
     return start + end if end >= 0 else -1
 
 
+def redacted_reference(text: str) -> str:
+    """`text` as it may be shown: credentials in it (`user:password@`) replaced by `***`."""
+    return _hide_userinfo(text) if _userinfo_end(text) >= 0 else text
+
+
 def _hide_userinfo(text: str) -> str:
     scheme = _SCHEME_PREFIX.match(text)
     prefix = scheme.group(0) if scheme else ""
