@@ -20,7 +20,7 @@ from ducc.adopt import Adoption, adopt, plan_adoption
 from ducc.blobcache import BlobCache
 from ducc.conversion import ImageJob
 from ducc.digest import Digest
-from ducc.errors import DuccError, Interrupted
+from ducc.errors import DuccError, InputError, Interrupted
 from ducc.expansion import expand_all
 from ducc.layout import Layout
 from ducc.metrics import METRICS
@@ -77,6 +77,8 @@ class ImageResult:
     layers_ingested: int = 0
     dry_run: bool = False
     converted: bool = False  # a conversion was attempted (its result is in `outcome`)
+    chains_built: int = 0
+    flat_method: str | None = None  # how the flat tree was built (products.FlatMethod)
 
 
 @dataclass(slots=True)
@@ -176,6 +178,12 @@ class Converter:
         if self.options.dry_run:
             report.results += [self._preview(layout, t, r) for t, r in self._poll(layout, targets)]
             return
+        if self.options.build.server_overlay and not publisher.overlay_available():
+            raise InputError(
+                "--server-overlay: this cvmfs_server has no `overlay` command (CernVM-FS 2.11 "
+                "and the 2.12 development branch have none)",
+                hint="leave it out: flat trees are then template copies of their chains",
+            )
         with publisher.session(wait=self.options.wait), self.cache.in_use():
             for target, polled in self._poll(layout, targets):
                 result = self._handle(publisher, layout, target, polled)
@@ -289,6 +297,8 @@ class Converter:
             seconds=time.monotonic() - started,
             bytes_downloaded=stats.bytes_downloaded,
             layers_ingested=stats.layers_ingested,
+            chains_built=stats.chains_built,
+            flat_method=stats.flat_method,
         )
 
     def convert_image(

@@ -99,15 +99,19 @@ class PodmanStore:
         config: bytes,
         config_digest: str,
         created: datetime | None = None,
+        size: int | None = None,
     ) -> None:
-        """Add the image (or add `names` to it); a name is first taken from any other image."""
+        """Add the image (or add `names` to it); a name is first taken from any other image.
+
+        `size` (what `podman images` shows) is the sum of the layers' tar sizes, as Docker
+        counts an image; without it the flat tree is measured, a walk of the whole tree."""
         _check_image(image_id, names, config, config_digest)
         self._check_flat_dir(flat_dir)
         when = storage_time(created or datetime.now(UTC))
         self.make_skeleton()
         big_data = {MANIFEST_KEY: manifest, config_digest: config}
         self._write_big_data(image_id, big_data)
-        layer_id = self._add_layer(image_id, flat_dir, when)
+        layer_id = self._add_layer(image_id, flat_dir, when, size)
         self._record_image(image_id, names, layer_id, big_data, when)
         _log.info("podman_image_added", image=image_id, names=list(names), layer=layer_id)
 
@@ -203,7 +207,7 @@ class PodmanStore:
         if flat_dir.is_symlink() or not flat_dir.is_dir():
             raise PodmanStoreError(f"flat tree {flat_dir} is not a directory")
 
-    def _add_layer(self, image_id: str, flat_dir: Path, when: str) -> str:
+    def _add_layer(self, image_id: str, flat_dir: Path, when: str, size: int | None) -> str:
         """The layer directory, its links and its `layers.json` entry (size measured once)."""
         layer_id = flat_layer_id(image_id)
         layer_dir = self.root / OVERLAY / layer_id
@@ -219,7 +223,8 @@ class PodmanStore:
         layers = load_json_list(self.layers_json)
         if not any(e.get("id") == layer_id and e.get("diff-size") is not None for e in layers):
             layers = [e for e in layers if e.get("id") != layer_id]
-            layers.append(_layer_entry(layer_id, tree_size(flat_dir), when))
+            measured = tree_size(flat_dir) if size is None else size
+            layers.append(_layer_entry(layer_id, measured, when))
             write_json(self.layers_json, layers)
         return layer_id
 

@@ -20,7 +20,7 @@ from ducc.links import (
     link_variant,
     platform_label,
 )
-from ducc.metadata import write_image_metadata
+from ducc.metadata import read_diff_size, write_image_metadata
 from ducc.platform import Platform
 from ducc.podman import PodmanStore
 from ducc.products import flat_complete
@@ -110,7 +110,15 @@ def _add_to_podman(layout: Layout, ref: Reference, image: ResolvedImage, flat: P
         config=config.raw,
         config_digest=str(config.digest),
         created=image_created(config.raw),
+        size=_image_size(layout, image),
     )
+
+
+def _image_size(layout: Layout, image: ResolvedImage) -> int | None:
+    """The sum of the layers' tar sizes from their metadata (no walk of the flat tree);
+    None when a layer's size is not recorded."""
+    sizes = [read_diff_size(layout, d.digest) for d in image.manifest.layers]
+    return None if None in sizes else sum(s for s in sizes if s is not None)
 
 
 def image_created(config: bytes) -> datetime | None:

@@ -1,11 +1,12 @@
 """The products of one image on one platform: layers, chains and the flat root filesystem.
 
-Everything is named by digest and skipped when it exists and is complete. Layers are
-ingested first (each its own publish on CernVM-FS); chains and the flat tree are built
-inside the image's transaction, each staged and renamed into place: chain n is a hard-link
-clone of chain n-1 with layer n applied, the flat tree a clone of the top chain plus
-Apptainer's files. An update that changes the top layer builds one chain and downloads
-one blob.
+Everything is named by digest and skipped when it exists and is complete. Bottom to top,
+each layer is ingested (its literal tree, one publish on CernVM-FS) and its chain built:
+chain n starts as a copy of chain n-1 and gets only layer n's changeset (the publisher makes
+the copy: a template transaction on CernVM-FS, a hard-link clone in a directory), and the
+bottom chain is a copy of the layer's own tree where that is the same. The flat tree starts
+as a copy of the top chain, plus Apptainer's files. A tag update that adds or changes the
+top layer downloads one blob, ingests one layer and builds one chain.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 
 from ducc import log
@@ -20,15 +22,13 @@ from ducc.apptainer import write_apptainer_files
 from ducc.blobcache import BlobCache, CachedLayer
 from ducc.digest import Digest, chain_ids
 from ducc.errors import ManifestError
-from ducc.layers import ApplyMode, Limits, apply_layer, remove_tree, staged
-from ducc.layers.clone import clone_tree
-from ducc.layers.stream import LayerDigests
+from ducc.layers import ApplyMode, Limits, apply_layer
 from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS, Layout
 from ducc.metadata import add_layer_origin, layer_complete, write_layer_info
 from ducc.metrics import METRICS
 from ducc.oci import Descriptor, layer_compression
 from ducc.progress import BARS
-from ducc.publish.base import Publisher
+from ducc.publish.base import Ingested, Publisher
 from ducc.registry.client import RegistryClient
 from ducc.registry.manifests import ResolvedImage
 
@@ -41,9 +41,16 @@ class BuildOptions:
     skip_flat: bool = False
     skip_chains: bool = False
     overwrite_layers: bool = False
-    server_overlay: bool = False  # flat trees merged by `cvmfs_server overlay` from the layers
+    # flat trees merged by `cvmfs_server overlay` from the layers; None: where the server can
+    server_overlay: bool | None = None
     max_concurrent_downloads: int = 4
     limits: Limits = field(default_factory=Limits)
+
+
+class FlatMethod(StrEnum):
+    CHAINS = "chains"  # a copy of the top chain (template transaction / hard-link clone)
+    LAYERS = "layers"  # every layer applied (--skip-chains)
+    OVERLAY = "overlay"  # `cvmfs_server overlay` of the published layer trees
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,7 @@ class BuildStats:
     bytes_downloaded: int = 0
     chains_built: int = 0
     flat_built: bool = False
+    flat_method: str | None = None  # how the last flat tree was built (FlatMethod)
 
 
 def plan_layers(image: ResolvedImage) -> list[LayerPlan]:
@@ -108,23 +116,26 @@ class ImageBuilder:
         self.client = client
         self.cache = cache
         self.options = options
+        overlay = options.server_overlay
+        self.overlay = publisher.overlay_available() if overlay is None else overlay
 
-    # --- before the transaction -------------------------------------------------------
+    # --- before any publish -----------------------------------------------------------
 
     def needed_blobs(self, image: ResolvedImage, plans: list[LayerPlan]) -> list[LayerPlan]:
         """Layers whose blob this build reads: new layers, and those of missing chains."""
         new = {p.index for p in plans if self._layer_missing(p)}
-        flat_needed = not self.options.skip_flat and not self.options.server_overlay
+        flat_needed = not self.options.skip_flat and not self.overlay
         if flat_needed and not flat_complete(self.layout, image.config.digest):
-            start = 0 if self.options.skip_chains else self._chains_present(plans)
-            new.update(range(start, len(plans)))
+            new.update(range(self._first_chain(plans), len(plans)))
         return [p for p in plans if p.index in new]
 
     def _layer_missing(self, plan: LayerPlan) -> bool:
         return self.options.overwrite_layers or not layer_complete(self.layout, plan.blob)
 
-    def _chains_present(self, plans: list[LayerPlan]) -> int:
-        """How many chains from the bottom exist: the build continues from there."""
+    def _first_chain(self, plans: list[LayerPlan]) -> int:
+        """Where building starts: above the highest complete chain (0 without chains)."""
+        if self.options.skip_chains:
+            return 0
         for plan in reversed(plans):
             if chain_complete(self.layout, plan.chain):
                 return plan.index + 1
@@ -155,28 +166,59 @@ class ImageBuilder:
         with BARS.task(f"{what} {plan.blob.hex[:12]}", plan.descriptor.size) as advance:
             yield replace(self.opener(plan), progress=advance)
 
-    def ingest_layers(
+    # --- layers, chains and the flat tree ---------------------------------------------
+
+    def build(
         self,
+        image: ResolvedImage,
         plans: list[LayerPlan],
         stats: BuildStats,
-        ingested: dict[Digest, LayerDigests] | None = None,
-    ) -> dict[Digest, LayerDigests]:
-        """Publish the literal content of every missing layer; what each pass measured.
-        `ingested` (added to) holds the layers this job ingested already: a manifest may
-        list one blob twice, and platforms of an index may share layers."""
-        ingested = {} if ingested is None else ingested
+        ingested: dict[Digest, Ingested],
+    ) -> Path | None:
+        """Every missing layer, chain and the flat tree of one platform; the flat tree
+        (None with --skip-flat). `ingested` (added to) holds the layers this job ingested
+        already: a manifest may list one blob twice, and platforms may share layers."""
+        flat = self.layout.flat_dir(image.config.digest)
+        if self.options.skip_flat or flat_complete(self.layout, image.config.digest):
+            for plan in plans:
+                self.ingest_layer(plans, plan, stats, ingested)
+            return None if self.options.skip_flat else flat
+        if self.overlay:
+            for plan in plans:
+                self.ingest_layer(plans, plan, stats, ingested)
+            return self.overlay_flat(image, plans, stats)
+        first = len(plans) if self.options.skip_chains else self._first_chain(plans)
+        self.publisher.directories(self._parents(plans[first:], flat))
         for plan in plans:
-            if plan.blob in ingested or not self._layer_missing(plan):
-                stats.layers_reused += 1
-                METRICS.inc("ducc_layers_reused_total")
-                continue
-            layerfs = self.layout.layerfs(plan.blob)
-            lower = self._chain_below(plans, plan)
-            with self.tracked(plan, "ingest") as layer:
-                ingested[plan.blob] = self.publisher.ingest_layer(layerfs, layer, lower)
-            stats.layers_ingested += 1
-            METRICS.inc("ducc_layers_ingested_total")
-        return ingested
+            self.ingest_layer(plans, plan, stats, ingested)
+            if plan.index >= first:
+                self._build_chain(plans, plan, stats, ingested)
+        return self._build_flat(image, plans, stats)
+
+    def _parents(self, chains: list[LayerPlan], flat: Path) -> list[Path]:
+        """The directories the products hang from, top first: each its own catalog."""
+        parents = [self.layout.chain_dir(p.chain).parent for p in chains]
+        tops = [self.layout.root / CHAINS] if chains else []
+        return [*tops, *dict.fromkeys(parents), self.layout.root / FLAT, flat.parent]
+
+    def ingest_layer(
+        self,
+        plans: list[LayerPlan],
+        plan: LayerPlan,
+        stats: BuildStats,
+        ingested: dict[Digest, Ingested],
+    ) -> None:
+        """Publish the layer's literal tree where it is missing."""
+        if plan.blob in ingested or not self._layer_missing(plan):
+            stats.layers_reused += 1
+            METRICS.inc("ducc_layers_reused_total")
+            return
+        layerfs = self.layout.layerfs(plan.blob)
+        lower = self._chain_below(plans, plan)
+        with self.tracked(plan, "ingest") as layer:
+            ingested[plan.blob] = self.publisher.ingest_layer(layerfs, layer, lower)
+        stats.layers_ingested += 1
+        METRICS.inc("ducc_layers_ingested_total")
 
     def _chain_below(self, plans: list[LayerPlan], plan: LayerPlan) -> Path | None:
         """The tree under `plan`'s layer, for hard links to files of lower layers."""
@@ -185,97 +227,91 @@ class ImageBuilder:
         below = plans[plan.index - 1].chain
         return self.layout.chain_dir(below) if chain_complete(self.layout, below) else None
 
-    # --- inside the transaction -------------------------------------------------------
-
-    def write_layer_metadata(
-        self, image: ResolvedImage, plans: list[LayerPlan], ingested: dict[Digest, LayerDigests]
+    def _build_chain(
+        self,
+        plans: list[LayerPlan],
+        plan: LayerPlan,
+        stats: BuildStats,
+        ingested: dict[Digest, Ingested],
     ) -> None:
-        """Completion marks of the layers just ingested; every layer names this config."""
-        for plan in plans:
-            measured = ingested.get(plan.blob)
-            if measured is not None:
-                write_layer_info(self.layout, plan.blob, plan.diff_id, measured.diff_size)
-            add_layer_origin(self.layout, plan.blob, image.config.digest)
-        shards = [self.layout.layer_dir(p.blob).parent for p in plans]
-        self._markers([self.layout.root / LAYERS, *shards])
+        """Chain n: a copy of chain n-1 (or of the bottom layer's own tree, where that is
+        the same) with layer n's changeset applied."""
+        chain = self.layout.chain_dir(plan.chain)
+        self._remove_incomplete(chain)
+        template = None
+        if plan.index > 0:
+            template = self.layout.chain_dir(plans[plan.index - 1].chain)
+        elif (measured := ingested.get(plan.blob)) is not None and measured.plain:
+            template = self.layout.layerfs(plan.blob)
+        with self.publisher.product(chain, template=template) as tree:
+            if template is None or plan.index > 0:
+                self._apply(plan, tree)
+            _new_marker(tree)
+        stats.chains_built += 1
+        _log.info("chain_built", chain=str(plan.chain), layer=str(plan.blob))
 
-    def build_flat(self, image: ResolvedImage, plans: list[LayerPlan], stats: BuildStats) -> Path:
-        flat = self.layout.flat_dir(image.config.digest)
-        if flat_complete(self.layout, image.config.digest):
-            return flat
-        if flat.exists() or flat.is_symlink():
-            _log.warning("incomplete_flat_rebuilt", path=str(flat))
-            remove_tree(flat)
-        top = None if self.options.skip_chains else self._build_chains(plans, stats)
-        self._markers([flat.parent])  # `.flat/` itself: `top_markers`, outside a flat lease
-        with staged(flat) as tmp:
-            if top is not None:
-                clone_tree(top, tmp)
-            elif plans:
-                for plan in plans:
-                    with self.tracked(plan, "apply") as layer:
-                        apply_layer(tmp, layer.open(), limits=layer.limits, name=layer.name)
-            config = image.config
-            write_apptainer_files(
-                tmp,
-                env=config.env,
-                entrypoint=config.entrypoint,
-                cmd=config.cmd,
-                working_dir=config.working_dir,
+    def _apply(self, plan: LayerPlan, tree: Path) -> None:
+        with self.tracked(plan, "apply") as layer:
+            apply_layer(
+                tree, layer.open(), mode=ApplyMode.CHANGESET, limits=layer.limits, name=layer.name
             )
-            _new_marker(tmp)
+
+    def _build_flat(self, image: ResolvedImage, plans: list[LayerPlan], stats: BuildStats) -> Path:
+        """A copy of the top chain plus Apptainer's files; without chains, every layer
+        applied in turn."""
+        flat = self.layout.flat_dir(image.config.digest)
+        self._remove_incomplete(flat)
+        chains = plans and not self.options.skip_chains
+        top = self.layout.chain_dir(plans[-1].chain) if chains else None
+        with self.publisher.product(flat, template=top) as tree:
+            if top is None:
+                for plan in plans:
+                    self._apply(plan, tree)
+            _write_apptainer(image, tree)
+            _new_marker(tree)
         stats.flat_built = True
-        _log.info("flat_built", image=str(image.reference), path=str(flat))
+        stats.flat_method = FlatMethod.CHAINS if chains else FlatMethod.LAYERS
+        _log.info(
+            "flat_built", image=str(image.reference), path=str(flat), method=stats.flat_method
+        )
         return flat
+
+    def _remove_incomplete(self, product: Path) -> None:
+        """A product without its completion mark (left by another tool, or an older run) is
+        never trusted: it goes before it is built again."""
+        if product.exists() or product.is_symlink():
+            _log.warning("incomplete_product_rebuilt", path=str(product))
+            self.publisher.delete([product])
 
     def overlay_flat(self, image: ResolvedImage, plans: list[LayerPlan], stats: BuildStats) -> Path:
         """The flat tree merged on the server from the published layer trees (catalog level,
         no data copied); Apptainer's files follow in the image's final transaction."""
         flat = self.layout.flat_dir(image.config.digest)
-        if flat_complete(self.layout, image.config.digest):
-            return flat
-        if flat.exists() or flat.is_symlink():  # merged by a run that died before its files
-            _log.warning("incomplete_flat_rebuilt", path=str(flat))
-            self.publisher.delete([flat])
+        self._remove_incomplete(flat)
         self.publisher.overlay([self.layout.layerfs(p.blob) for p in plans], flat)
         stats.flat_built = True
+        stats.flat_method = FlatMethod.OVERLAY
+        _log.info("flat_built", image=str(image.reference), path=str(flat), method="overlay")
         return flat
+
+    # --- inside the final transaction -------------------------------------------------
+
+    def write_layer_metadata(
+        self, image: ResolvedImage, plans: list[LayerPlan], ingested: dict[Digest, Ingested]
+    ) -> None:
+        """Completion marks of the layers just ingested; every layer names this config."""
+        for plan in plans:
+            measured = ingested.get(plan.blob)
+            if measured is not None:
+                write_layer_info(self.layout, plan.blob, plan.diff_id, measured.digests.diff_size)
+            add_layer_origin(self.layout, plan.blob, image.config.digest)
+        shards = [self.layout.layer_dir(p.blob).parent for p in plans]
+        self._markers([self.layout.root / LAYERS, *shards])
 
     def complete_flat(self, image: ResolvedImage, flat: Path) -> None:
         """Apptainer's files in a flat tree that lacks them (inside a transaction)."""
-        if (flat / APPTAINER_MARK).is_dir():
-            return
-        config = image.config
-        write_apptainer_files(
-            flat,
-            env=config.env,
-            entrypoint=config.entrypoint,
-            cmd=config.cmd,
-            working_dir=config.working_dir,
-        )
-
-    def _build_chains(self, plans: list[LayerPlan], stats: BuildStats) -> Path | None:
-        """Chains from the highest existing one to the top; the top chain's path."""
-        start = self._chains_present(plans)
-        for plan in plans[start:]:
-            chain = self.layout.chain_dir(plan.chain)
-            if chain.exists() or chain.is_symlink():
-                remove_tree(chain)  # exists without its mark: incomplete, never trusted
-            self._markers([chain.parent])
-            with staged(chain) as tmp:
-                if plan.index > 0:
-                    clone_tree(self.layout.chain_dir(plans[plan.index - 1].chain), tmp)
-                with self.tracked(plan, "apply") as layer:
-                    apply_layer(
-                        tmp,
-                        layer.open(),
-                        mode=ApplyMode.CHANGESET,
-                        limits=layer.limits,
-                        name=layer.name,
-                    )
-                _new_marker(tmp)
-            stats.chains_built += 1
-        return self.layout.chain_dir(plans[-1].chain) if plans else None
+        if not (flat / APPTAINER_MARK).is_dir():
+            _write_apptainer(image, flat)
 
     def top_markers(self) -> None:
         """`.flat/.cvmfscatalog` and `.chains/.cvmfscatalog` where those trees exist."""
@@ -292,9 +328,20 @@ class ImageBuilder:
                 marker.touch()
 
 
+def _write_apptainer(image: ResolvedImage, tree: Path) -> None:
+    config = image.config
+    write_apptainer_files(
+        tree,
+        env=config.env,
+        entrypoint=config.entrypoint,
+        cmd=config.cmd,
+        working_dir=config.working_dir,
+    )
+
+
 def _new_marker(tree: Path) -> None:
     """A fresh `.cvmfscatalog` in `tree`: its mtime says when the product was made (gc's
-    grace period), and a clone's marker is a shared inode that must not be touched."""
+    grace period), and a copy's marker is its source's, which must not be touched."""
     marker = tree / CATALOG_MARKER
     marker.unlink(missing_ok=True)
     marker.touch()

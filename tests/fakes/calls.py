@@ -23,10 +23,19 @@ class Call:
     revision: int | None
     error: str | None
     injected: str | None
+    upper_files: int = 0  # publish: regular files and bytes found in the transaction
+    upper_bytes: int = 0
 
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+    @property
+    def template(self) -> bool:
+        """A transaction opened with a template (a catalog-level clone)."""
+        return self.verb == "transaction" and any(
+            a.startswith(("-T", "--template", "-U")) for a in self.argv
+        )
 
 
 @dataclass(frozen=True, slots=True)

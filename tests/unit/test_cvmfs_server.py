@@ -7,6 +7,7 @@ import pytest
 from ducc.publish.cvmfs_server import (
     DELETE_BATCH,
     abort_argv,
+    has_command,
     ingest_delete_argv,
     ingest_tar_argv,
     list_argv,
@@ -28,7 +29,7 @@ def test_transaction_plain_lease_and_templates() -> None:
         "unpacked.cern.ch",
     ]
     assert transaction_argv("r.ch", ".flat/ab") == ["cvmfs_server", "transaction", "r.ch/.flat/ab"]
-    assert transaction_argv("r.ch", templates=[(".chains/aa/1", ".chains/bb/2")]) == [
+    assert transaction_argv("r.ch", template=(".chains/aa/1", ".chains/bb/2")) == [
         "cvmfs_server",
         "transaction",
         "-T",
@@ -54,17 +55,18 @@ def test_ingest_tar_from_stdin() -> None:
         ".layers/ab/abcd/layerfs",
         "r.ch",
     ]
-    argv = ingest_tar_argv("r.ch", "x", catalog=False, tolerate_missing_hardlinks=True)
-    assert argv == [
-        "cvmfs_server",
-        "ingest",
-        "-t",
-        "-",
-        "-b",
-        "x",
-        "--tolerate-missing-hardlinks",
-        "r.ch",
-    ]
+    argv = ingest_tar_argv("r.ch", "x", catalog=False)
+    assert argv == ["cvmfs_server", "ingest", "-t", "-", "-b", "x", "r.ch"]
+    assert "--tolerate-missing-hardlinks" not in argv  # no such option in cvmfs 2.11.5
+
+
+def test_overlay_is_detected_in_the_command_list() -> None:
+    listed = "Usage: cvmfs_server COMMAND\n\nSupported Commands:\n  mkfs   [-w url]\n"
+    assert not has_command(listed, "overlay")
+    assert not has_command(
+        listed + "                  [-f union filesystem overlayfs]\n", "overlay"
+    )
+    assert has_command(listed + "  overlay         -l layers -d dest\n", "overlay")
 
 
 def test_ingest_delete_several_paths() -> None:

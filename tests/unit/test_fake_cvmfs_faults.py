@@ -56,7 +56,8 @@ def test_injected_ingest_and_overlay_failures_publish_nothing(
     cvmfs: FakeCvmfs, variable: str, args: list[str]
 ) -> None:
     cvmfs.publish_files({"layer/file": ""})
-    failed = cvmfs.run(*args, cvmfs.repo, stdin=build_tar([file("f")]), env={variable: "1"})
+    env = {variable: "1", "FAKE_CVMFS_OVERLAY": "1"}
+    failed = cvmfs.run(*args, cvmfs.repo, stdin=build_tar([file("f")]), env=env)
     assert failed.code == 1
     assert variable in failed.stderr
     assert not (cvmfs.root / "dest").exists()

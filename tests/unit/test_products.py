@@ -12,6 +12,7 @@ from ducc.digest import Digest
 from ducc.errors import ManifestError
 from ducc.oci import ImageManifest, parse_config, parse_manifest
 from ducc.products import BuildOptions, BuildStats, ImageBuilder, plan_layers
+from ducc.publish.base import Ingested
 from ducc.publish.directory import DirectoryPublisher
 from ducc.reference import parse_reference
 from ducc.registry.client import Registries
@@ -42,13 +43,16 @@ def test_a_blob_listed_twice_is_ingested_once(tmp_path: Path) -> None:
     with Registries() as registries:
         builder = ImageBuilder(publisher, registries.client(REF), cache, BuildOptions())
         stats = BuildStats()
+        ingested: dict[Digest, Ingested] = {}
         with publisher.session(wait=False):
-            first = builder.ingest_layers(plan_layers(resolved([0, 1, 0])), stats)
-            again = builder.ingest_layers(plan_layers(resolved([1, 0])), stats, first)
+            for layers in ([0, 1, 0], [1, 0]):
+                plans = plan_layers(resolved(layers))
+                for plan in plans:
+                    builder.ingest_layer(plans, plan, stats, ingested)
     assert publisher.ingests == 2
     assert stats.layers_ingested == 2
-    assert again is first
-    assert set(first) == {Digest.parse(BASE.digest), Digest.parse(TOP.digest)}
+    assert stats.layers_reused == 3
+    assert set(ingested) == {Digest.parse(BASE.digest), Digest.parse(TOP.digest)}
 
 
 def test_digests_other_than_sha256_are_refused_before_any_work() -> None:

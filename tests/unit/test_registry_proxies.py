@@ -126,4 +126,4 @@ def test_registries_without_a_proxy_are_asked_directly(
     fake.image("team/app", "1", IMAGE)
     client = registries(environment(), fake_time).client(parse_reference("quay.io/team/app:1"))
     get_manifest(client, "team/app", "1")
-    assert {call.request.url.split("/")[2] for call in rsps.calls} == {"quay.io"}
+    assert {(call.request.url or "").split("/")[2] for call in rsps.calls} == {"quay.io"}

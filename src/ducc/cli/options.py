@@ -139,9 +139,10 @@ def conversion_options(func: F) -> F:
             click.option("-p", "--skip-podman", is_flag=True, help="No podman store entry."),
             click.option("--skip-chains", is_flag=True, help="Build flat trees without chains."),
             click.option(
-                "--server-overlay",
-                is_flag=True,
-                help="Merge flat trees with `cvmfs_server overlay` (catalog level, no chains).",
+                "--server-overlay/--no-server-overlay",
+                default=None,
+                help="Merge flat trees with `cvmfs_server overlay` (catalog level, no chains)"
+                " [default: where the server has it (CernVM-FS newer than 2.12)].",
             ),
             click.option(
                 "-m", "--multi-arch", is_flag=True, help="Convert every platform of an index."
@@ -233,7 +234,7 @@ def build_converter(kw: dict[str, Any], *, dry_run: bool = False) -> Converter:
         raise InputError("--server-overlay needs the cvmfs publisher (cvmfs_server overlay)")
     build = BuildOptions(
         skip_flat=kw["skip_flat"],
-        skip_chains=kw["skip_chains"] or kw["gateway"] or kw["server_overlay"],
+        skip_chains=kw["skip_chains"],
         server_overlay=kw["server_overlay"],
         overwrite_layers=kw["overwrite_layers"],
         max_concurrent_downloads=kw["max_concurrent_downloads"] or MAX_DOWNLOADS,

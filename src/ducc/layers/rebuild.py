@@ -20,7 +20,7 @@ from ducc.layers.limits import Limits
 from ducc.layers.metadata import XATTR_PREFIX, parse_ns, times_of, xattr_allowed
 from ducc.layers.paths import Resolver, open_file, read_symlink
 from ducc.layers.stream import READ_AHEAD_BYTES, LayerDigests, LayerStream
-from ducc.layers.tarstream import BLOCK, CHUNK, Entry, Kind, TarReader
+from ducc.layers.tarstream import BLOCK, CHUNK, WHITEOUT, Entry, Kind, TarReader
 
 _END = bytes(2 * BLOCK)
 _TYPES = {
@@ -36,10 +36,16 @@ _TYPES = {
 
 @dataclass(frozen=True, slots=True)
 class RebuildStats:
+    """`plain`: the literal tree of this layer is exactly what applying it as a changeset to
+    an empty tree makes (no whiteout or opaque marker, no name twice, no entry below a symlink
+    of the layer, no file copied from below, a root entry only as root:root 0755), so a bottom
+    chain may start as a copy of the published layer tree."""
+
     entries: int
     bytes_written: int
     copied_from_lower: int
     digests: LayerDigests
+    plain: bool
 
 
 def rebuild_tar(
@@ -69,7 +75,7 @@ def rebuild_tar(
         raise
     finally:
         stream.close()
-    return RebuildStats(writer.entries, writer.written, writer.copied, digests)
+    return RebuildStats(writer.entries, writer.written, writer.copied, digests, writer.plain)
 
 
 class _Writer:
@@ -79,12 +85,16 @@ class _Writer:
         self.lower = Resolver(os.fspath(lower)) if lower is not None else None
         self.files: set[str] = set()  # names a later hard link may point to
         self.entries = self.written = self.copied = 0
+        self.seen: set[str] = set()
+        self.symlinks: set[str] = set()
+        self.plain = True
 
     def write(self, data: bytes | memoryview) -> None:
         self.out.write(data)
         self.written += len(data)
 
     def add(self, entry: Entry) -> None:
+        self._watch(entry)
         if not entry.name or (entry.kind is Kind.HARDLINK and entry.link == entry.name):
             return  # the root belongs to the consumer; a link to itself is a no-op
         if entry.kind is Kind.HARDLINK and entry.link not in self.files:
@@ -100,6 +110,21 @@ class _Writer:
         else:
             self.files.add(entry.name)
         self.entries += 1
+
+    def _watch(self, entry: Entry) -> None:
+        """Note what makes the literal tree differ from the changeset (see RebuildStats)."""
+        if not self.plain:
+            return
+        if not entry.name:
+            info = entry.info
+            self.plain = (info.mode & 0o7777, info.uid, info.gid) == (0o755, 0, 0)
+        else:
+            below_symlink = any(p in self.symlinks for p in _ancestors(entry.parent))
+            again = entry.name in self.seen
+            self.plain = not (entry.base.startswith(WHITEOUT) or again or below_symlink)
+        self.seen.add(entry.name)
+        if entry.kind is Kind.SYMLINK:
+            self.symlinks.add(entry.name)
 
     def _copy_from_lower(self, entry: Entry) -> None:
         fd = self._open_lower(entry.link)
@@ -121,6 +146,7 @@ class _Writer:
         self.files.add(entry.name)
         self.entries += 1
         self.copied += 1
+        self.plain = False
 
     def _open_lower(self, link: str) -> int | None:
         return open_file(self.lower, link) if self.lower is not None else None
@@ -152,6 +178,12 @@ class _Writer:
             self.write(data)
             left -= len(data)
         self.write(bytes(-info.st_size % BLOCK))
+
+
+def _ancestors(parent: str) -> list[str]:
+    """'a/b/c' -> ['a', 'a/b', 'a/b/c']."""
+    parts = parent.split("/") if parent else []
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def _header(entry: Entry) -> tarfile.TarInfo:

@@ -1,14 +1,18 @@
 """What the pipeline asks of a publisher, whichever one it is.
 
-Products are always built in a staging sibling and renamed into place, inside a
-`transaction()`; a publisher decides what a transaction means (a `cvmfs_server`
-transaction, or nothing more than the lock for a plain directory).
+A tree product (a chain, a flat tree) is built by `product()`, which makes it appear whole
+or not at all: a staging sibling renamed into place in a plain directory, a transaction of
+its own on CernVM-FS, where a product that starts as a copy of another is a template
+transaction (a catalog-level clone: no data copied, nothing for the publish to process).
+Small writes (metadata, links) go into a `transaction()`; a publisher decides what that
+means (a `cvmfs_server` transaction, or nothing more than the lock for a plain directory).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -26,6 +30,15 @@ class LayerOpener(Protocol):
     def limits(self) -> Limits: ...
 
     def open(self) -> LayerStream: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """What one layer's ingest measured. `plain`: its literal tree is exactly the changeset
+    applied to an empty tree, so the bottom chain may start as a copy of it."""
+
+    digests: LayerDigests
+    plain: bool = False
 
 
 class Publisher(Protocol):
@@ -51,9 +64,25 @@ class Publisher(Protocol):
         """
         ...
 
+    def product(self, dest: Path, *, template: Path | None = None) -> AbstractContextManager[Path]:
+        """Build the tree `dest` (absent; its parent exists): yields the directory to write
+        it in, which starts as a copy of the complete tree `template` when one is given.
+        Success makes `dest` appear whole; an error leaves nothing of it. On a gateway the
+        product is built under a lease of its own."""
+        ...
+
+    def directories(self, paths: Sequence[Path]) -> None:
+        """Make `paths` (under `root`) directories with a `.cvmfscatalog` each, where they
+        are not: the parents of products, each a nested catalog."""
+        ...
+
+    def overlay_available(self) -> bool:
+        """Whether flat trees can be merged on the server (`cvmfs_server overlay`)."""
+        ...
+
     def ingest_layer(
         self, layerfs: Path, layer: LayerOpener, lower: Path | None = None
-    ) -> LayerDigests:
+    ) -> Ingested:
         """Put a layer's literal content at `layerfs` (its own publish on CernVM-FS);
         return what the verified pass over the layer measured. `lower` is the tree below
         the layer, where a hard link to a file of a lower layer finds its content."""

@@ -1,5 +1,11 @@
 """The CernVM-FS publisher: products are written inside `cvmfs_server` transactions.
 
+Each tree product is a transaction of its own, complete when published. One that starts as
+a copy of another (chain n of chain n-1, a flat tree of its top chain) is a template
+transaction: cvmfs clones the source at catalog level, so the publish processes only what
+is written afterwards. Nothing published is ever hard-linked inside a transaction: overlayfs
+would copy every linked file up whole, and the publish would process all of it again.
+
 ducc aborts only transactions it opened: an error inside aborts and re-raises; a
 transaction found open at start is aborted only when ducc's own record shows that a ducc
 process which no longer runs opened it (or with `--abort-stale`).
@@ -15,9 +21,9 @@ from typing import IO, BinaryIO, cast
 
 from ducc import log
 from ducc.errors import DuccError, PublishError, RepositoryBusy
-from ducc.layers.rebuild import rebuild_tar
-from ducc.layers.stream import LayerDigests
-from ducc.publish.base import LayerOpener
+from ducc.layers.rebuild import RebuildStats, rebuild_tar
+from ducc.layout import CATALOG_MARKER
+from ducc.publish.base import Ingested, LayerOpener
 from ducc.publish.cvmfs_server import CvmfsServer
 from ducc.publish.records import Lock, TransactionRecord, TransactionRecords
 from ducc.signals import INTERRUPTS
@@ -47,6 +53,7 @@ class CvmfsPublisher:
         self.lock = Lock(state_dir / "locks" / f"{repo}.lock", f"repository {repo}")
         self.abort_stale = abort_stale
         self.leases = gateway
+        self._overlay: bool | None = None
 
     @property
     def publishes(self) -> int:
@@ -120,13 +127,45 @@ class CvmfsPublisher:
         rel = self._rel(target)
         return None if rel == "." else rel
 
+    def transaction(self, lease: str | None = None) -> contextlib.AbstractContextManager[None]:
+        return self._transaction(self._lease_path(lease))
+
     @contextlib.contextmanager
-    def transaction(self, lease: str | None = None) -> Iterator[None]:
-        path = self._lease_path(lease)
+    def product(self, dest: Path, *, template: Path | None = None) -> Iterator[Path]:
+        """A transaction of its own (under a lease on `dest` on a gateway); with a template,
+        a catalog-level clone of it at `dest`."""
+        if os.path.lexists(dest):
+            raise PublishError(f"{dest} already exists", hint="remove it first to rebuild it")
+        lease = self._rel(dest) if self.leases else None
+        clone = (self._rel(template), self._rel(dest)) if template is not None else None
+        with self._transaction(lease, clone):
+            if template is None:
+                dest.mkdir()
+            yield dest
+
+    def directories(self, paths: Sequence[Path]) -> None:
+        """One transaction (the repository's lease) for all that are missing, if any."""
+        missing = [p for p in paths if not (p / CATALOG_MARKER).is_file()]
+        if not missing:
+            return
+        with self.transaction():
+            for path in missing:
+                path.mkdir(parents=True, exist_ok=True)
+                (path / CATALOG_MARKER).touch()
+
+    def overlay_available(self) -> bool:
+        if self._overlay is None:
+            self._overlay = self.server.has_overlay()
+        return self._overlay
+
+    @contextlib.contextmanager
+    def _transaction(
+        self, path: str | None, template: tuple[str, str] | None = None
+    ) -> Iterator[None]:
         self.records.write(TransactionRecord.mine(self.repo, path))
         try:
             with INTERRUPTS.shielded():  # a signal must not leave us unsure whether it opened
-                self.server.open(self.repo, path)
+                self.server.open(self.repo, path, template)
         except BaseException:
             self.records.remove(self.repo, path)
             raise
@@ -152,7 +191,7 @@ class CvmfsPublisher:
 
     def ingest_layer(
         self, layerfs: Path, layer: LayerOpener, lower: Path | None = None
-    ) -> LayerDigests:
+    ) -> Ingested:
         """One ingest; an existing tree (`--overwrite-layers`, or left by a run that died
         before the layer's metadata) is deleted in the same transaction, so a layer images
         use never goes missing. A gateway refuses that combination: there it takes two."""
@@ -160,14 +199,14 @@ class CvmfsPublisher:
         if replace and self.leases:
             self.server.ingest_delete(self.repo, replace)
             replace = []
-        measured: list[LayerDigests] = []
+        measured: list[RebuildStats] = []
 
         def feed(stdin: IO[bytes]) -> None:
             out = cast(BinaryIO, stdin)  # a pipe: only write() is used
             stats = rebuild_tar(
                 layer.open(), out, limits=layer.limits, name=layer.name, lower=lower
             )
-            measured.append(stats.digests)
+            measured.append(stats)
 
         self.records.write(TransactionRecord.mine(self.repo, None, kind="ingest"))
         try:
@@ -176,7 +215,7 @@ class CvmfsPublisher:
             self._clean_failed_ingest()
             raise
         self.records.remove(self.repo, None)
-        return measured[0]
+        return Ingested(measured[0].digests, plain=measured[0].plain)
 
     def overlay(self, layers: Sequence[Path], dest: Path) -> None:
         self.records.write(TransactionRecord.mine(self.repo, None, kind="overlay"))

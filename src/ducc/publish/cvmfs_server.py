@@ -31,11 +31,14 @@ def list_argv(executable: str = EXECUTABLE) -> list[str]:
 def transaction_argv(
     repo: str,
     path: str | None = None,
-    templates: Sequence[tuple[str, str]] = (),
+    template: tuple[str, str] | None = None,
     executable: str = EXECUTABLE,
 ) -> list[str]:
+    """`template` (source, destination): the destination starts as a catalog-level clone of
+    the source (CernVM-FS 2.8+; one per transaction)."""
     argv = [executable, "transaction"]
-    for src, dst in templates:
+    if template is not None:
+        src, dst = template
         argv += ["-T", f"/{src.strip('/')}=/{dst.strip('/')}"]
     return [*argv, _target(repo, path)]
 
@@ -53,19 +56,19 @@ def ingest_tar_argv(
     base_dir: str,
     *,
     catalog: bool = True,
-    tolerate_missing_hardlinks: bool = False,
     delete: Sequence[str] = (),
     executable: str = EXECUTABLE,
 ) -> list[str]:
-    """A tar on stdin into `base_dir`; `delete` paths go first, in the same transaction."""
+    """A tar on stdin into `base_dir`; `delete` paths go first, in the same transaction.
+
+    The tar is ducc's rebuild: every hard link points at an earlier entry of it, since
+    cvmfs' ingest fails on any other (and has no `--tolerate-missing-hardlinks`)."""
     argv = [executable, "ingest"]
     for path in delete:
         argv += ["--delete", path.strip("/")]
     if catalog:
         argv.append("--catalog")
     argv += ["-t", "-", "-b", base_dir.strip("/")]
-    if tolerate_missing_hardlinks:
-        argv.append("--tolerate-missing-hardlinks")
     return [*argv, repo]
 
 
@@ -121,10 +124,10 @@ class CvmfsServer:
         return parse_list(run(list_argv(self.executable)).stdout.decode(errors="replace"))
 
     def open(
-        self, repo: str, path: str | None = None, templates: Sequence[tuple[str, str]] = ()
+        self, repo: str, path: str | None = None, template: tuple[str, str] | None = None
     ) -> None:
-        run(transaction_argv(repo, path, templates, self.executable))
-        _log.info("transaction_opened", repo=repo, path=path)
+        run(transaction_argv(repo, path, template, self.executable))
+        _log.info("transaction_opened", repo=repo, path=path, template=template)
 
     def publish(self, repo: str, path: str | None = None) -> None:
         run(publish_argv(repo, path, self.executable))
@@ -141,16 +144,9 @@ class CvmfsServer:
         base_dir: str,
         feed: Callable[[IO[bytes]], None],
         *,
-        tolerate_missing_hardlinks: bool = False,
         delete: Sequence[str] = (),
     ) -> None:
-        argv = ingest_tar_argv(
-            repo,
-            base_dir,
-            tolerate_missing_hardlinks=tolerate_missing_hardlinks,
-            delete=delete,
-            executable=self.executable,
-        )
+        argv = ingest_tar_argv(repo, base_dir, delete=delete, executable=self.executable)
         run_feeding(argv, feed)
         self.ingests += 1
         _log.info("layer_ingested", repo=repo, base_dir=base_dir)
@@ -167,6 +163,13 @@ class CvmfsServer:
         self.publishes += 1
 
     def has_overlay(self) -> bool:
-        """Whether this `cvmfs_server` knows the `overlay` command (newer servers)."""
+        """Whether this `cvmfs_server` knows the `overlay` command (servers newer than 2.12;
+        2.11.5 and the 2.12 development branch answer "Unrecognized command")."""
         out = run([self.executable, "help"], check=False)
-        return b"overlay" in out.stdout + out.stderr
+        return has_command(out.stdout.decode(errors="replace"), "overlay")
+
+
+def has_command(help_text: str, command: str) -> bool:
+    """Whether `cvmfs_server help` lists `command` under "Supported Commands" (each command
+    starts an indented line)."""
+    return re.search(rf"^  {re.escape(command)}(\s|$)", help_text, re.MULTILINE) is not None

@@ -1,6 +1,7 @@
 """The directory publisher (the default without CernVM-FS): a plain directory with the
 exact layout of a repository. Each product is staged next to its place and renamed in,
-so a reader never sees half of one; one ducc at a time holds the directory's lock.
+so a reader never sees half of one; a product that starts as a copy of another is a
+hard-link clone of it (free on one file system). One ducc at a time holds the lock.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from ducc import log
 from ducc.errors import PublishError
 from ducc.files import exchange
 from ducc.layers.apply import ApplyMode, apply_layer
+from ducc.layers.clone import clone_tree
 from ducc.layers.stage import remove_tree, staged
-from ducc.layers.stream import LayerDigests
 from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS
-from ducc.publish.base import LayerOpener
+from ducc.publish.base import Ingested, LayerOpener
 from ducc.publish.records import Lock
 
 _log = log.get("publish.directory")
@@ -70,9 +71,26 @@ class DirectoryPublisher:
         yield
         self._publishes += 1
 
+    @contextlib.contextmanager
+    def product(self, dest: Path, *, template: Path | None = None) -> Iterator[Path]:
+        with staged(dest) as tree:
+            if template is not None:
+                clone_tree(template, tree)
+            yield tree
+        self._publishes += 1
+
+    def directories(self, paths: Sequence[Path]) -> None:
+        for path in paths:
+            path.mkdir(parents=True, exist_ok=True)
+            if not (path / CATALOG_MARKER).exists():
+                (path / CATALOG_MARKER).touch()
+
+    def overlay_available(self) -> bool:
+        return False
+
     def ingest_layer(
         self, layerfs: Path, layer: LayerOpener, lower: Path | None = None
-    ) -> LayerDigests:
+    ) -> Ingested:
         """Stage the literal layer; over an existing one (`--overwrite-layers`, or a run that
         died before the layer's metadata), swap it in atomically, so that a layer images
         already use is never missing, not even for a moment."""
@@ -97,7 +115,7 @@ class DirectoryPublisher:
             exchange(target, layerfs)
             remove_tree(target)  # now the old tree
         self._ingests += 1
-        return stats.digests
+        return Ingested(stats.digests)
 
     def overlay(self, layers: Sequence[Path], dest: Path) -> None:
         raise PublishError(

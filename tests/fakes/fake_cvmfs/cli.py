@@ -8,7 +8,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from .commands import abort, list_repositories, mkfs, publish, rmfs, transaction, unmount_all
-from .errors import USAGE, FakeError
+from .errors import UNKNOWN_COMMAND, FakeError
 from .ingest import ingest
 from .overlay import overlay
 from .report import Report
@@ -45,13 +45,28 @@ def main(argv: Sequence[str]) -> int:
         return _run(report, verb, argv[2:])
 
 
+def help_text(report: Report, args: Sequence[str]) -> None:
+    """The command list, as `cvmfs_server help` starts it (`overlay` only on newer servers)."""
+    print("CernVM-FS Server Tool (fake)\n\nSupported Commands:")
+    for verb in known(report):
+        print(f"  {verb}")
+
+
+VERBS["help"] = help_text
+
+
+def known(report: Report) -> list[str]:
+    """`overlay` exists only where FAKE_CVMFS_OVERLAY=1 (a server newer than 2.12)."""
+    newer = report.config.env.get("FAKE_CVMFS_OVERLAY", "") == "1"
+    return [v for v in VERBS if newer or v != "overlay"]
+
+
 def _run(report: Report, verb: str, args: Sequence[str]) -> int:
     code, error = 0, None
     try:
-        command = VERBS.get(verb)
-        if command is None:
-            raise FakeError(f"Unknown command {verb!r}; known: {', '.join(VERBS)}", USAGE)
-        command(report, args)
+        if verb not in known(report):
+            raise FakeError(f"NOTE: Unrecognized command: {verb}", UNKNOWN_COMMAND)
+        VERBS[verb](report, args)
     except FakeError as failure:
         code, error = failure.code, failure.message
         print(failure.message, file=sys.stderr)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 
 from . import mounts
-from .errors import USAGE, FakeError
+from .errors import NOT_IN_TRANSACTION, USAGE, FakeError
 from .faults import injected
 from .options import Parsed, Spec, one_repository, parse
 from .paths import check_name, clean, kind, parent, split_repo, under
@@ -18,7 +18,7 @@ from .report import Report
 from .session import Session, leases, listing, session
 from .state import Repo, RepoMeta, names, save
 from .tree import remove
-from .views import template, view
+from .views import view
 
 NEW_REPOSITORY = "new_repository"
 
@@ -86,8 +86,13 @@ def list_repositories(report: Report, args: Sequence[str]) -> None:
     storage = "gw" if report.config.gateway else "local"
     for name in names(report.config):
         with session(report.config, name) as current:
-            busy = " - in transaction" if current.meta.transactions else ""
-            print(f"{name} (stratum0 / {storage}{busy})")
+            held = current.meta.transactions
+            busy = " - in transaction" if held else ""
+            # cvmfs chroots the read-only mount to the clone's new catalog: not the
+            # published revision, which `list` reports as unhealthy
+            if any(t.template for t in held):
+                busy += " - unhealthy"
+            print(f"{name} (stratum0 / {storage}{busy})  ")
 
 
 TRANSACTION = Spec(
@@ -106,7 +111,7 @@ def transaction(report: Report, args: Sequence[str]) -> None:
     parsed = parse(TRANSACTION, "transaction", args)
     name, path = split_repo(one_repository("transaction", parsed))
     report.repo = name
-    pairs = _templates(parsed)
+    pair = _template(parsed)
     with session(report.config, name) as current:
         if report.fires("FAKE_CVMFS_FAIL_TRANSACTION"):
             raise injected("FAKE_CVMFS_FAIL_TRANSACTION", "Could not open a transaction")
@@ -114,32 +119,37 @@ def transaction(report: Report, args: Sequence[str]) -> None:
             current.open(path, "foreign")
         current.check_free(path)
         current.check_lease_parent(path)
-        for source, destination in pairs:
-            _check_template(current, path, source, destination)
-        txn = current.open(path, "transaction")
+        if pair is None:
+            current.open(path, "transaction")
+            return
+        source, destination = pair
+        _check_template(current, path, source, destination)
+        print(f"CernVM-FS: cloning template {source} --> {destination} ... ", end="")
         try:
-            for source, destination in pairs:
-                template(current.repo.root, source, destination)
-                print(f"CernVM-FS: cloning template {source} --> {destination} ... [done]")
+            current.view.clone(source, destination)
+            current.open(path, "transaction", pair)
         except BaseException:
-            current.close(txn, discard=True)
+            current.view.discard(destination)
             raise
+        print("[done]")
 
 
-def _templates(parsed: Parsed) -> list[tuple[str, str]]:
-    """-T from=to (repeatable; also one argv "-T from=to") or -U from -V to."""
-    pairs = []
-    for value in parsed.values("template"):
-        source, equals, destination = value.partition("=")
+def _template(parsed: Parsed) -> tuple[str, str] | None:
+    """-T from=to (also one argv "-T from=to") or -U from -V to. Like cvmfs_publish, one
+    template per transaction: of several -T the last counts."""
+    values = parsed.values("template")
+    pair = None
+    if values:
+        source, equals, destination = values[-1].partition("=")
         if not equals or "=" in destination:
-            raise FakeError(f"invalid syntax for --template parameter: {value}", USAGE)
-        pairs.append((clean(source), clean(destination)))
+            raise FakeError(f"invalid syntax for --template parameter: {values[-1]}", USAGE)
+        pair = (clean(source), clean(destination))
     origin, target = parsed.value("template-from"), parsed.value("template-to")
-    if (origin is None) != (target is None) or (origin is not None and pairs):
+    if (origin is None) != (target is None) or (origin is not None and pair):
         raise FakeError("invalid parameter combination for templates", USAGE)
     if origin is not None and target is not None:
-        pairs.append((clean(origin), clean(target)))
-    return pairs
+        pair = (clean(origin), clean(target))
+    return pair
 
 
 def _check_template(current: Session, lease: str, source: str, destination: str) -> None:
@@ -177,10 +187,13 @@ def publish(report: Report, args: Sequence[str]) -> None:
             outside = current.outside_leases()
             if outside:
                 raise FakeError(f"write outside lease {name}/{txn.path}: {listing(outside)}")
+        scope = current.scope(txn)
+        report.upper_files, report.upper_bytes = current.view.usage(scope, txn.template)
+        current.view.check_publishable(scope)
         current.view.offline()
         time.sleep(float(report.config.env.get("FAKE_CVMFS_SLOW_PUBLISH") or 0))
-        scope = current.scope(txn)
-        current.view.publish(scope)
+        clone = txn.template[1] if txn.template else None
+        current.view.publish(scope, clone)
         current.close(txn, discard=False)
         current.save(current.meta.published(scope, "publish"))
         print(f"Published revision {current.meta.revision} of {name}")
@@ -191,6 +204,8 @@ def abort(report: Report, args: Sequence[str]) -> None:
     name, path = split_repo(one_repository("abort", parsed))
     report.repo = name
     with session(report.config, name) as current:
+        if not current.meta.transactions:
+            raise FakeError("", NOT_IN_TRANSACTION)  # cvmfs_server abort says nothing: 22
         txn = current.select(path)
         question = (
             "You are about to DISCARD ALL CHANGES OF THE CURRENT TRANSACTION for "

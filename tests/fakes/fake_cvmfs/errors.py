@@ -9,6 +9,9 @@ ALREADY_IN_TRANSACTION = errno.EEXIST  # 17, as `cvmfs_publish transaction` retu
 LEASE_BUSY = errno.EBUSY  # 16
 LEASE_NO_ENTRY = errno.ENOENT  # 2
 LEASE_NO_DIR = errno.ENOTDIR  # 20
+NOT_IN_TRANSACTION = errno.EINVAL  # 22: `abort` without a transaction
+UNHEALTHY = 1  # a transaction while a template transaction is open: no writable mount
+UNKNOWN_COMMAND = 3  # "NOTE: Unrecognized command"
 
 
 class FakeError(Exception):

@@ -1,7 +1,11 @@
-"""Unpack an ingest tar into a staging tree, the way `cvmfs_server ingest` reads it.
+"""Unpack an ingest tar into a staging tree, the way `cvmfs_server ingest` (2.11.5) reads it.
 
-Stricter than the real ingester where a test could otherwise write outside the repository:
-absolute member names and '..' are refused, and nothing on the way is a followed symlink.
+Entries keep the tar's owner, mode and mtime; directories the tar only implies, and the base
+directory, belong to the repository owner. A hard link becomes a separate copy of its
+target, which must be an entry of the same tar: a link to anything else makes cvmfs' ingest
+fail (there is no `--tolerate-missing-hardlinks` in 2.11.5). Stricter than the real
+ingester where a test could otherwise write outside the repository: absolute member names
+and '..' are refused, and nothing on the way is a followed symlink.
 """
 
 from __future__ import annotations
@@ -16,18 +20,18 @@ from typing import IO
 
 from .errors import FakeError
 from .paths import ancestors, clean, join, locate
-from .tree import ensure_dirs, is_root, remove
+from .tree import copy_node, ensure_dirs, is_root, remove
 
 CATALOG = ".cvmfscatalog"
-CATALOG_MODE = 0o644
+CATALOG_MODE = 0o664  # as `ingest --catalog` creates it
 
 
 @dataclass(frozen=True, slots=True)
 class Ownership:
-    """uid/gid for every ingested entry; None keeps the tar's (`-k`)."""
+    """The repository owner: of implied directories and the catalog marker."""
 
-    uid: int | None
-    gid: int | None
+    uid: int
+    gid: int
 
 
 def member_path(name: str) -> str:
@@ -39,9 +43,7 @@ def member_path(name: str) -> str:
 @dataclass(slots=True)
 class Extractor:
     dest: Path
-    published_base: Path
     ownership: Ownership
-    tolerate_missing_hardlinks: bool
     dirs: list[tuple[str, tarfile.TarInfo]] = field(default_factory=list)
     implicit: list[str] = field(default_factory=list)
     links: list[tuple[str, tarfile.TarInfo]] = field(default_factory=list)
@@ -62,7 +64,7 @@ class Extractor:
     def _own_implicit(self) -> None:
         """Directories the tar only implies (and the base dir) belong to the chosen owner."""
         uid, gid = self.ownership.uid, self.ownership.gid
-        if not is_root() or uid is None or gid is None:
+        if not is_root():
             return
         for rel in ("", *self.implicit):
             path = locate(self.dest, rel)
@@ -116,35 +118,29 @@ class Extractor:
             raise FakeError(f"Fatal error found unexpected file: {member.name!r}")
 
     def _meta(self, path: Path, member: tarfile.TarInfo) -> None:
-        uid = member.uid if self.ownership.uid is None else self.ownership.uid
-        gid = member.gid if self.ownership.gid is None else self.ownership.gid
         if is_root():
-            os.chown(path, uid, gid, follow_symlinks=False)
+            os.chown(path, member.uid, member.gid, follow_symlinks=False)
         if not member.issym():
             os.chmod(path, member.mode & 0o7777)
         mtime = int(member.mtime * 1_000_000_000)
         os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
 
     def _link(self, rel: str, member: tarfile.TarInfo) -> None:
-        """Hard links are resolved last, in the staged tree or else the published base dir."""
+        """Hard links are resolved last, to a copy of an entry of the same tar."""
         target_rel = member_path(member.linkname)
         ensure_dirs(self.dest, rel)
         path = join(self.dest, rel)
         remove(path)
-        for tree in (self.dest, self.published_base):
-            target = locate(tree, target_rel)
-            if target is not None and os.path.lexists(target):
-                if stat.S_ISDIR(os.lstat(target).st_mode):
-                    raise FakeError(f"hard link {member.name!r} points at a directory")
-                os.link(target, path, follow_symlinks=False)
-                return
-        if not self.tolerate_missing_hardlinks:
+        target = locate(self.dest, target_rel)
+        if target is None or not os.path.lexists(target):
             raise FakeError(
-                f"hard link {member.name!r} -> {member.linkname!r}: target missing "
-                "(cvmfs_server ingest panics here; --tolerate-missing-hardlinks makes it empty)"
+                f"Synchronization failed: hard link {member.name!r} -> {member.linkname!r}: "
+                "the target is not in the tar"
             )
-        path.touch()
-        self._meta(path, member)
+        st = os.lstat(target)
+        if stat.S_ISDIR(st.st_mode):
+            raise FakeError(f"hard link {member.name!r} points at a directory")
+        copy_node(target, path, st, None)
 
     def catalog(self) -> None:
         """`--catalog`: an empty `.cvmfscatalog` at the base directory."""
@@ -152,5 +148,5 @@ class Extractor:
         if not os.path.lexists(marker):
             marker.touch()
             os.chmod(marker, CATALOG_MODE)
-            if is_root() and self.ownership.uid is not None and self.ownership.gid is not None:
+            if is_root():
                 os.chown(marker, self.ownership.uid, self.ownership.gid)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import stat
 import sys
 from collections.abc import Sequence
@@ -17,19 +15,21 @@ from .errors import USAGE, FakeError
 from .extract import Extractor, Ownership
 from .faults import injected
 from .options import Parsed, Spec, one_repository, parse
-from .paths import clean, join, kind, split_repo
+from .paths import clean, kind, split_repo
 from .report import Report
 from .session import Session, session
 from .tree import empty_dir
 
+# The options of cvmfs_server 2.11.5's ingest. Its parser skips what it does not know, so
+# `--tolerate-missing-hardlinks`, `-k` and the like are accepted and do nothing, as there.
 INGEST = Spec(
     flags={
         "-c": "catalog",
         "--catalog": "catalog",
-        "-k": "keep-ownership",
-        "--keep-ownership": "keep-ownership",
-        "-m": "tolerate",
-        "--tolerate-missing-hardlinks": "tolerate",
+        "-k": "ignored",
+        "--keep-ownership": "ignored",
+        "-m": "ignored",
+        "--tolerate-missing-hardlinks": "ignored",
     },
     valued={
         "-t": "tar",
@@ -38,12 +38,10 @@ INGEST = Spec(
         "--base_dir": "base",
         "-d": "delete",
         "--delete": "delete",
-        "-f": "delete",
-        "--fast-delete": "delete",
-        "-u": "user",
-        "--user": "user",
-        "-g": "group",
-        "--group": "group",
+        "-u": "ignored",
+        "--user": "ignored",
+        "-g": "ignored",
+        "--group": "ignored",
         "--gc-db": "gc-db",
     },
 )
@@ -66,7 +64,7 @@ def ingest(report: Report, args: Sequence[str]) -> None:
     if report.config.gateway:
         _gateway_rules(tar, deletes)
     with session(report.config, name) as current:
-        ownership = _ownership(parsed, current)
+        ownership = _ownership(current)
         lease = base if tar is not None else (deletes[0] if deletes else "")
         _open(current, lease)
         txn = current.open(lease if report.config.gateway else "", "ingest")
@@ -129,30 +127,9 @@ def _gateway_rules(tar: str | None, deletes: list[str]) -> None:
         )
 
 
-def _ownership(parsed: Parsed, current: Session) -> Ownership:
-    """The repository owner unless -k (keep the tar's) or -u/-g, as cvmfs_server does."""
-    user, group = parsed.value("user"), parsed.value("group")
-    if parsed.has("keep-ownership"):
-        if user or group:
-            raise FakeError("You cannot provide both: either -u/-g or -k", USAGE)
-        return Ownership(None, None)
-    if group and not user:
-        raise FakeError("If providing a group name, you also must provide a user (-u)", USAGE)
-    if not user:
-        return Ownership(*current.meta.owner)
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        raise FakeError("User set but no valid user name given", USAGE) from None
-    gid = entry.pw_gid if not group else _group(group)
-    return Ownership(entry.pw_uid, gid)
-
-
-def _group(name: str) -> int:
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        raise FakeError("Group set but no valid group name given", USAGE) from None
+def _ownership(current: Session) -> Ownership:
+    """Implied directories and the catalog marker belong to the repository owner."""
+    return Ownership(*current.meta.owner)
 
 
 def _stage(
@@ -167,9 +144,7 @@ def _stage(
     if tar is None:
         return None
     empty_dir(current.repo.staging)
-    published_base = join(current.repo.rdonly, base)
-    tolerate = parsed.has("tolerate")
-    extractor = Extractor(current.repo.staging / "tree", published_base, ownership, tolerate)
+    extractor = Extractor(current.repo.staging / "tree", ownership)
     with ExitStack() as stack:
         raw: IO[bytes] = sys.stdin.buffer if tar == "-" else stack.enter_context(open(tar, "rb"))
         extractor.run(_dying(report, raw) if die else raw)

@@ -60,7 +60,9 @@ def mount_readonly(source: Path, target: Path) -> None:
     _run(["mount", "-o", "remount,bind,ro", str(target)])
 
 
-def mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
+def mount_overlay(lowers: list[Path], upper: Path, work: Path, target: Path) -> None:
+    """`lowers` top first (overlayfs' order)."""
+    lower = ":".join(str(path) for path in lowers)
     options = f"lowerdir={lower},upperdir={upper},workdir={work},{OVERLAY_OPTIONS}"
     try:
         _run(["mount", "-t", "overlay", "overlay", "-o", options, str(target)])

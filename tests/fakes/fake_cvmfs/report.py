@@ -21,6 +21,8 @@ class Report:
     locked: float | None = None
     repo: str | None = None
     injected: str | None = None
+    upper_files: int = 0  # publish: regular files and bytes it found in the transaction
+    upper_bytes: int = 0
 
     def fires(self, variable: str) -> bool:
         """Count this call for a fault variable; remember it when it fires."""
@@ -54,6 +56,8 @@ class Report:
                 "revision": self.revision(),
                 "error": error,
                 "injected": self.injected,
+                "upper_files": self.upper_files,
+                "upper_bytes": self.upper_bytes,
             },
         )
 

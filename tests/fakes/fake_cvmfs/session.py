@@ -9,7 +9,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from .errors import ALREADY_IN_TRANSACTION, LEASE_BUSY, LEASE_NO_DIR, LEASE_NO_ENTRY, FakeError
+from .errors import (
+    ALREADY_IN_TRANSACTION,
+    LEASE_BUSY,
+    LEASE_NO_DIR,
+    LEASE_NO_ENTRY,
+    UNHEALTHY,
+    FakeError,
+)
 from .paths import kind, overlaps, parent, under
 from .state import Config, Repo, RepoMeta, Transaction, load, save
 from .tree import remove
@@ -40,6 +47,13 @@ class Session:
     def check_free(self, path: str) -> None:
         """Refuse a new transaction that collides with an open one (or an overlapping lease)."""
         name = self.repo.name
+        if not self.config.gateway and any(t.template for t in self.meta.transactions):
+            raise FakeError(
+                f"{name} is not based on the newest published revision\n"
+                f"Repository {name} is in a transaction and cannot be repaired.\n"
+                "(unexpected termination) cannot establish writable mountpoint",
+                UNHEALTHY,
+            )
         if not self.config.gateway and self.meta.transactions:
             raise FakeError(
                 f"Repository {name} is already in a transaction\n"
@@ -72,9 +86,9 @@ class Session:
                 LEASE_NO_DIR,
             )
 
-    def open(self, path: str, what: str) -> Transaction:
+    def open(self, path: str, what: str, template: tuple[str, str] | None = None) -> Transaction:
         """Record and mount a transaction; without a gateway `path` is only documentation."""
-        txn = Transaction(path, what, os.getppid(), time.time())
+        txn = Transaction(path, what, os.getppid(), time.time(), template)
         self.save(self.meta.opened(txn))
         self.view.settle(self.meta)
         return txn

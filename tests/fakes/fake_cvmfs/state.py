@@ -38,12 +38,14 @@ class Config:
 
 @dataclass(frozen=True, slots=True)
 class Transaction:
-    """An open transaction; `path` is its lease ('' = the whole repository)."""
+    """An open transaction; `path` is its lease ('' = the whole repository); `template` the
+    (source, destination) its catalog-level clone came from, if it was opened with one."""
 
     path: str
     kind: str  # transaction, ingest, overlay, foreign
     pid: int
     opened: float
+    template: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,12 @@ class Repo:
         return self.home / "staging"
 
     @property
+    def templates(self) -> Path:
+        """Catalog-level clones of open template transactions: a lower layer of the overlay
+        above the published tree, so they cost the upper dir nothing, as in cvmfs."""
+        return self.home / "templates"
+
+    @property
     def meta_file(self) -> Path:
         return self.home / "meta.json"
 
@@ -129,9 +137,14 @@ def load(repo: Repo) -> RepoMeta:
         revision=raw["revision"],
         owner=(raw["owner"][0], raw["owner"][1]),
         mounts=raw["mounts"],
-        transactions=tuple(Transaction(**t) for t in raw["transactions"]),
+        transactions=tuple(_transaction(t) for t in raw["transactions"]),
         publishes=tuple(Publish(**p) for p in raw["publishes"]),
     )
+
+
+def _transaction(raw: dict[str, Any]) -> Transaction:
+    template = raw.get("template")
+    return Transaction(**{**raw, "template": tuple(template) if template else None})
 
 
 def save(repo: Repo, meta: RepoMeta) -> None:

@@ -13,6 +13,7 @@ from .paths import ancestors, join
 
 OPAQUE = "trusted.overlay.opaque"
 OVERLAY_XATTR_PREFIX = "trusted.overlay."
+WHITEOUT_PREFIX = ".wh."  # AUFS whiteouts: cvmfs reads upper names like this as deletions
 Links = dict[tuple[int, int], Path]
 
 
@@ -100,20 +101,20 @@ def _copy(src: Path, dst: Path, links: Links | None) -> None:
 
 
 def mirror(src_root: Path, dst_root: Path, rel: str) -> None:
-    """Make `dst_root/rel` an exact copy of `src_root/rel` (or absent when that is absent)."""
+    """Make `dst_root/rel` a copy of `src_root/rel` (or absent when that is absent); hard
+    links are broken up, as a cvmfs publish breaks them."""
     src, dst = join(src_root, rel), join(dst_root, rel)
     if rel == "":
         for child in os.listdir(dst):
             remove(dst / child)
-        links: Links = {}
         for child in sorted(os.listdir(src)):
-            _copy(src / child, dst / child, links)
+            _copy(src / child, dst / child, None)
         set_meta(dst, os.lstat(src))
         return
     remove(dst)
     if os.path.lexists(src):
         ensure_dirs(dst_root, rel, like=src_root)
-        copy_tree(src, dst)
+        copy_tree(src, dst, hardlinks=False)
 
 
 def is_whiteout(st: os.stat_result) -> bool:
@@ -128,40 +129,56 @@ def is_opaque(path: Path) -> bool:
         return False
 
 
-def strip_overlay_xattrs(path: Path) -> None:
-    """Drop overlayfs bookkeeping (origin, ...) from a node moved out of an upper dir."""
+def strip_xattrs(path: Path, *, everything: bool) -> None:
+    """Drop overlayfs bookkeeping (origin, ...) from a node moved out of an upper dir, or
+    `everything`: all extended attributes."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
         return
     for name in names:
-        if name.startswith(OVERLAY_XATTR_PREFIX):
+        if everything or name.startswith(OVERLAY_XATTR_PREFIX):
             os.removexattr(path, name, follow_symlinks=False)
 
 
-def merge(src: Path, dst: Path, *, meta: bool = True) -> None:
-    """Move the overlay upper tree `src` onto the published tree `dst` (publish semantics).
+def merge(src: Path, dst: Path, *, meta: bool = True, publishing: bool = False) -> None:
+    """Move the tree `src` onto the published tree `dst`: an ingest's staged tree, or
+    (`publishing`) a transaction's overlay upper dir, with cvmfs' publish semantics.
 
     Whiteouts delete the lower path, opaque directories replace the lower directory's
-    contents, everything else replaces what is below; leaves are moved, so hard links
-    within `src` survive. `meta=False` leaves the metadata of an existing `dst` alone.
+    contents, everything else replaces what is below. Hard links are broken up (a file
+    with several names is copied, not moved), as cvmfs breaks them. Publishing also drops
+    extended attributes (cvmfs keeps none without CVMFS_INCLUDE_XATTRS) and takes a name
+    `.wh.X` of any type for a whiteout of X: X is deleted, `.wh.X` never created.
+    `meta=False` leaves the metadata of an existing `dst` alone.
     """
     st = os.lstat(src)
+    if publishing and dst.name.startswith(WHITEOUT_PREFIX):
+        hidden = dst.with_name(dst.name[len(WHITEOUT_PREFIX) :])
+        if os.path.lexists(hidden):
+            remove(hidden)
+        else:
+            print(f"[WARNING] '{hidden}' should be deleted, but was not found in repository.")
+        return
     if is_whiteout(st):
         remove(dst)
         return
     if not stat.S_ISDIR(st.st_mode):
         remove(dst)
-        os.rename(src, dst)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            shutil.copyfile(src, dst, follow_symlinks=False)
+            set_meta(dst, st)
+        else:
+            os.rename(src, dst)
         if is_root():
-            strip_overlay_xattrs(dst)
+            strip_xattrs(dst, everything=publishing)
         return
     existed = dst.is_dir() and not dst.is_symlink()
     if not existed or is_opaque(src):
         remove(dst)
         dst.mkdir()
     for child in sorted(os.listdir(src)):
-        merge(src / child, dst / child)
+        merge(src / child, dst / child, publishing=publishing)
     if meta or not existed:
         set_meta(dst, st)
 
