@@ -143,10 +143,13 @@ def test_a_repository_ducc_filled_is_taken_over_without_loss_or_download(
     assert (t.root / t.orphan_chain).is_dir()
     _assert_kept(t.root, before, links)
 
+    preview = ducc("convert", t.recipe, *t.args, "--dry-run")
+    assert preview.code == 0, preview.stderr
+    assert "3 would be adopted" in preview.stdout
     first = ducc("convert", t.recipe, *t.args, "--json")
     assert first.code == 0, first.stderr
     assert set(first.outcomes().values()) == {"adopted"}
-    assert first.json()["ingests"] == 0
+    assert (first.json()["ingests"], first.json()["publishes"]) == (0, 3)  # one per image
     multi = ducc("convert", "-m", t.multiarch, *t.args, "--json")
     assert multi.code == 0, multi.stderr
     assert list(multi.outcomes().values()) == ["adopted"]
