@@ -84,14 +84,16 @@ def plan_adoption(
         return None
     top = get_manifest(client, ref.repository, polled or ref.pull_reference, expected=polled)
     recorded: dict[Platform | None, Record]
+    index = top if isinstance(top, ImageIndex) else None
     if isinstance(top, ImageManifest):
         chosen = [AdoptedPlatform(None, top)]
         recorded = {None: record}
-        index = None
-    else:
+    elif not multi_arch:  # one platform: the record the poller compared
         chosen = _index_entries(client, ref, top, platform, multi_arch)
-        recorded = _records_by_platform(layout, ref, record, multi_arch)
-        index = top
+        recorded = {chosen[0].platform: record}
+    else:  # DUCC's --multi-arch recorded each platform under its own label
+        chosen = _index_entries(client, ref, top, platform, multi_arch)
+        recorded = {r.platform: r for r in reversed(platform_records(layout, ref))}
     for item in chosen:
         known = recorded.get(item.platform)
         if known is None or not _unchanged(layout, known, item.manifest, skip_flat):
@@ -116,20 +118,6 @@ def _index_entries(
             raise SizeMismatch(f"manifest {descriptor.digest}", descriptor.size, len(child.raw))
         chosen.append(AdoptedPlatform(descriptor.platform, child))
     return chosen
-
-
-def _records_by_platform(
-    layout: Layout, ref: Reference, found: Record, multi_arch: bool
-) -> dict[Platform | None, Record]:
-    """DUCC's record of each platform: one under `.metadata/.multiarch/<arch>[:<variant>]/`
-    per platform it converted (its own spelling), or the image's record."""
-    records: dict[Platform | None, Record] = {}
-    for record in platform_records(layout, ref):
-        if record.platform is not None:
-            records.setdefault(record.platform, record)
-    if found.label is None and not multi_arch:
-        records = {found.platform or DEFAULT_PLATFORM: found, **records}
-    return records
 
 
 def _unchanged(layout: Layout, record: Record, manifest: ImageManifest, skip_flat: bool) -> bool:

@@ -10,15 +10,13 @@ image the chain was built for; anything else is left alone unless the operator s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ducc.digest import Digest
-from ducc.errors import DuccError
-from ducc.layout import LAYERS, METADATA
-from ducc.metadata import LAYERS_FILE, ORIGIN_FILE
+from ducc.digest import Digest, digest_problem
+from ducc.layout import LAYERS, Layout
+from ducc.metadata import read_diff_id, read_origins
 
 
 def cvmfs_ducc_chain_ids(blobs: Sequence[Digest]) -> list[Digest]:
@@ -41,27 +39,18 @@ class LayerFacts:
 
 def read_layer_facts(root: Path) -> list[LayerFacts]:
     """Every layer under `R/.layers` whose `layers.json` names a diff_id."""
+    layout = Layout(root)
     facts = []
     for shard in sorted((root / LAYERS).glob("??")):
         for layer in sorted(shard.iterdir()):
-            found = _facts(layer)
-            if found is not None:
-                facts.append(found)
+            if digest_problem(f"sha256:{layer.name}") is not None:
+                continue
+            blob = Digest("sha256", layer.name)
+            diff_id = read_diff_id(layout, blob)
+            if diff_id is not None:
+                origins = frozenset(read_origins(layout, blob))
+                facts.append(LayerFacts(layer.name, diff_id.hex, origins))
     return facts
-
-
-def _facts(layer: Path) -> LayerFacts | None:
-    try:
-        info = json.loads((layer / METADATA / LAYERS_FILE).read_bytes())
-        diff_id = Digest.parse(info[0]["diff-digest"])
-    except (OSError, ValueError, KeyError, IndexError, TypeError, DuccError):
-        return None
-    try:
-        doc = json.loads((layer / METADATA / ORIGIN_FILE).read_bytes())
-        origins = frozenset(o for o in doc["origin"] if isinstance(o, str))
-    except (OSError, ValueError, KeyError, TypeError):
-        origins = frozenset()
-    return LayerFacts(layer.name, diff_id.hex, origins)
 
 
 def ducc_chains(present: Iterable[str], layers: Sequence[LayerFacts]) -> set[str]:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ducc import log
-from ducc.chains import LayerFacts, cvmfs_ducc_chain_ids, ducc_chains, read_layer_facts
+from ducc.chains import cvmfs_ducc_chain_ids, ducc_chains, read_layer_facts
 from ducc.digest import Digest, chain_ids
 from ducc.errors import UnreadableRecords
 from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS, METADATA, MULTIARCH, Layout
-from ducc.metadata import LAYERS_FILE
+from ducc.metadata import LAYERS_FILE, read_diff_id
 from ducc.podman import IMAGES, PodmanStore
 from ducc.publish.base import Publisher
 from ducc.recorded import Record, RecordForm, RecordScan, scan_records
@@ -76,11 +76,10 @@ def read_records(layout: Layout) -> RecordScan:
     return scan
 
 
-def mark(layout: Layout, scan: RecordScan, facts: list[LayerFacts]) -> Reachable:
+def mark(layout: Layout, scan: RecordScan) -> Reachable:
     reach = Reachable()
-    diff_ids = {fact.blob: fact.diff_id for fact in facts}
     for record in scan.records:
-        _mark_record(layout, record, diff_ids, reach)
+        _mark_record(layout, record, reach)
     for link in _links(layout.root):
         target = link.resolve()
         if target.parent.parent.parent == (layout.root / FLAT).resolve():
@@ -92,9 +91,7 @@ def mark(layout: Layout, scan: RecordScan, facts: list[LayerFacts]) -> Reachable
     return reach
 
 
-def _mark_record(
-    layout: Layout, record: Record, diff_ids: dict[str, str], reach: Reachable
-) -> None:
+def _mark_record(layout: Layout, record: Record, reach: Reachable) -> None:
     reach.flats.add(layout.flat_dir(record.config))
     reach.layers |= {layout.layer_dir(blob) for blob in record.layers}
     if record.form is RecordForm.CVMFS_DUCC:  # DUCC's chains of an image DUCC recorded
@@ -102,8 +99,8 @@ def _mark_record(
         return
     ids = record.diff_ids
     if ids is None:  # recorded without its config: the layers' metadata names the diff_ids
-        found = [diff_ids.get(blob.hex) for blob in record.layers]
-        ids = tuple(Digest("sha256", d) for d in found if d is not None)
+        found = [read_diff_id(layout, blob) for blob in record.layers]
+        ids = tuple(d for d in found if d is not None)
         if len(ids) != len(record.layers):
             return
     reach.chains |= {layout.chain_dir(c) for c in chain_ids(list(ids))}
@@ -180,11 +177,9 @@ def collect_garbage(publisher: Publisher, options: GcOptions) -> GcReport:
     with publisher.session(wait=options.wait):
         scan = read_records(layout)
         report.podman_images = _remove_nameless(publisher, layout, options)
-        facts = read_layer_facts(layout.root)
-        reach = mark(layout, scan, facts)
+        reach = mark(layout, scan)
         report.reachable = len(reach.flats) + len(reach.chains) + len(reach.layers)
-        present = [p.name for p in _products(layout.root, CHAINS)]
-        sweep = sweep_candidates(layout, reach, options, time.time(), ducc_chains(present, facts))
+        sweep = sweep_candidates(layout, reach, options, time.time(), _ducc_chains(layout, reach))
         report.removed = [layout.relative(p) for p in sweep.old]
         report.young = [layout.relative(p) for p in sweep.young]
         report.unknown_chains = [layout.relative(p) for p in sweep.unknown]
@@ -198,6 +193,15 @@ def collect_garbage(publisher: Publisher, options: GcOptions) -> GcReport:
         dry_run=options.dry_run,
     )
     return report
+
+
+def _ducc_chains(layout: Layout, reach: Reachable) -> set[str]:
+    """The chains ducc built, by name; every layer's metadata is read only when some chain is
+    unreachable (its origin must be known before it may go)."""
+    present = list(_products(layout.root, CHAINS))
+    if all(chain in reach.chains for chain in present):
+        return set()
+    return ducc_chains([p.name for p in present], read_layer_facts(layout.root))
 
 
 def _remove_nameless(publisher: Publisher, layout: Layout, options: GcOptions) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ducc.digest import Digest
+from ducc.errors import DuccError
 from ducc.files import replace_file
 from ducc.layout import Layout
 
@@ -91,3 +92,12 @@ def read_diff_size(layout: Layout, blob: Digest) -> int | None:
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return None
     return size if isinstance(size, int) else None
+
+
+def read_diff_id(layout: Layout, blob: Digest) -> Digest | None:
+    """The layer's diff_id as its `layers.json` records it (ducc's and DUCC's alike)."""
+    try:
+        doc = json.loads((layout.layer_metadata(blob) / LAYERS_FILE).read_bytes())
+        return Digest.parse(doc[0]["diff-digest"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError, DuccError):
+        return None

@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -295,7 +294,3 @@ def snapshot(root: Path) -> dict[str, str]:
             else:
                 found[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return found
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path)
