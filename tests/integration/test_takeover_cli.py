@@ -49,8 +49,9 @@ def test_a_recipe_ducc_tolerated_converts_every_entry_it_can(
     assert "2 problems in the recipe" in strict.stderr
     assert not (tmp_path / "repo").exists()
 
-    run = ducc("convert", recipe, *args)
+    run = ducc("convert", recipe, *args, env={"DUCC_TMP_DIR": str(tmp_path / "tmp")})
     assert run.code == 1, run.stderr
+    assert (tmp_path / "tmp" / "cvmfs" / "ducc" / "downloads" / ".lock").is_file()
     assert "3 added" in run.stdout
     assert "2 failed" in run.stdout
     assert f"{recipe}:4: input[1]:" in run.stdout

@@ -174,12 +174,15 @@ def test_a_bare_grace_period_is_days_as_in_ducc(
     assert "2 kept by the grace period" in out
     code, out, _ = run(["gc", "local.test", *args, "-n", "--grace-period", "1"], capsys)
     assert out.startswith("would remove 2 products")
-    code, out, _ = run(["gc", "local.test", *args, "--grace-period", "36h"], capsys)
+    code, out, _ = run(["garbage-collection", "local.test", *args, "--grace-period", "36h"], capsys)
     assert out.startswith("removed 2 products")
     chain = chain_ids(GONE)[0]
     assert "kept 1 unreachable chains ducc did not build" in out
     assert (root / ".chains" / chain[:2] / chain).is_dir()
     assert not (root / _layer(GONE)).exists()
+    argv = ["gc", "local.test", *args, "-n", "--remove-unknown-chains", "--grace-period", "0"]
+    code, out, _ = run(argv, capsys)
+    assert f"  .chains/{chain[:2]}/{chain}" in out.splitlines()[1:]
 
 
 def test_scan_only_writes_a_list_that_delete_only_removes_no_more_than(
