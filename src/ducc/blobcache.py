@@ -3,7 +3,8 @@ as many times as the products need (the literal layer, a chain, the flat tree).
 
 Files are named by digest and written by `download_blob` (temp, verify, rename), so a file
 here is always complete and correct; they are removed once the image is converted. What a
-killed run left (blobs never discarded, partial downloads) goes at the next run's start.
+killed run left (blobs never discarded, partial downloads) goes at the next run's start;
+nothing else in the directory is ever touched.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ducc import log
-from ducc.digest import Digest
+from ducc.digest import HEX_LENGTHS, Digest
 from ducc.files import remove_entry
 from ducc.layers import LayerStream, Limits
 from ducc.layers.stream import READ_AHEAD_BYTES
@@ -80,8 +81,11 @@ class BlobCache:
             os.close(fd)
 
     def _remove_leftovers(self) -> None:
-        for entry in self.directory.iterdir():
-            if entry.name != LOCK:
+        """Only the blob directories (`sha256/`, ...) are ducc's: a downloads directory that
+        holds other files too (DUCC's `--downloads-dir /tmp`) loses none of them."""
+        for algorithm in HEX_LENGTHS:
+            entry = self.directory / algorithm
+            if entry.exists() or entry.is_symlink():
                 _log.info("blob_cache_leftover_removed", path=str(entry))
                 remove_entry(entry)
 

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from ducc import log
+from ducc.adopt import Adoption, adopt, plan_adoption
 from ducc.blobcache import BlobCache
 from ducc.conversion import ImageJob
 from ducc.digest import Digest
 from ducc.errors import DuccError, InputError, Interrupted
 from ducc.expansion import expand_all
 from ducc.layout import Layout
-from ducc.metadata import recorded_digest
 from ducc.metrics import METRICS
 from ducc.oci import Platform
 from ducc.pointers import published_ok
@@ -30,6 +30,8 @@ from ducc.poller import PollResult, PollStatus, poll
 from ducc.products import BuildOptions, BuildStats, ImageBuilder
 from ducc.publish.base import Publisher
 from ducc.recipe import CvmfsRepo, Wish, Wishlist
+from ducc.recipe_options import RefusedWish
+from ducc.recorded import recorded_digest
 from ducc.reference import Reference
 from ducc.registry.client import Registries
 from ducc.registry.manifests import resolve
@@ -41,6 +43,7 @@ _log = log.get("convert")
 class Outcome(StrEnum):
     ADDED = "added"
     UPDATED = "updated"
+    ADOPTED = "adopted"  # recorded by DUCC, unchanged: its record rewritten, nothing converted
     UNCHANGED = "unchanged"
     VANISHED = "vanished"
     FAILED = "failed"
@@ -140,6 +143,9 @@ class Converter:
     def run(self, wishlist: Wishlist) -> ConvertReport:
         """Expand and process every wish of every recipe, repository by repository."""
         report = ConvertReport()
+        refused = [refused_result(r) for r in wishlist.refused]
+        self.record(refused)
+        report.results += refused
         for repo, wishes in by_repo(wishlist.wishes).items():
             targets, failures = self.expand(wishes)
             self.record(failures)
@@ -240,7 +246,27 @@ class Converter:
 
     def _preview(self, layout: Layout, target: Target, result: PollResult) -> ImageResult:
         outcome = self._wanted(layout, target, result) or _passive(result)
+        if outcome in (Outcome.ADDED, Outcome.UPDATED):
+            try:
+                if self._adoption(layout, target.reference, result.new) is not None:
+                    outcome = Outcome.ADOPTED
+            except DuccError as exc:
+                _log.warning("adoption_check_failed", image=str(target.reference), error=str(exc))
         return _result(target, result, outcome, dry_run=True)
+
+    def _adoption(self, layout: Layout, ref: Reference, polled: Digest | None) -> Adoption | None:
+        """An image DUCC recorded whose config is unchanged: taken over as it is."""
+        if self.options.convert_again:
+            return None
+        return plan_adoption(
+            layout,
+            self.registries.client(ref),
+            ref,
+            polled,
+            platform=self.options.platform,
+            multi_arch=self.options.multi_arch,
+            skip_flat=self.options.build.skip_flat,
+        )
 
     def _handle(
         self, publisher: Publisher, layout: Layout, target: Target, result: PollResult
@@ -250,7 +276,12 @@ class Converter:
             return _result(target, result, _passive(result))
         started = time.monotonic()
         try:
-            stats = self.convert_image(publisher, target.reference, result.new)
+            adoption = self._adoption(layout, target.reference, result.new)
+            if adoption is not None:
+                adopt(publisher, adoption)
+                outcome, stats = Outcome.ADOPTED, BuildStats()
+            else:
+                stats = self.convert_image(publisher, target.reference, result.new)
         except Interrupted:
             raise
         except (DuccError, OSError) as exc:
@@ -290,6 +321,19 @@ def by_repo(wishes: list[Wish]) -> dict[CvmfsRepo, list[Wish]]:
     for wish in wishes:
         groups.setdefault(wish.cvmfs_repo, []).append(wish)
     return groups
+
+
+def refused_result(refused: RefusedWish) -> ImageResult:
+    """A recipe entry that cannot be read, as the failed wish it is."""
+    _log.error("wish_refused", wish=refused.input, error=refused.problem)
+    return ImageResult(
+        cvmfs_repo=str(refused.cvmfs_repo),
+        image=refused.input,
+        wish=refused.input,
+        outcome=Outcome.FAILED,
+        error=refused.problem,
+        ignored=refused.ignore_errors,
+    )
 
 
 def _passive(result: PollResult) -> Outcome:

@@ -21,10 +21,11 @@ from pathlib import Path
 from types import FrameType
 
 from ducc import log, sdnotify
-from ducc.convert import Converter, ConvertReport, Outcome, Target, by_repo
+from ducc.convert import Converter, ConvertReport, Outcome, Target, by_repo, refused_result
 from ducc.errors import AnotherDuccRunning, DuccError, Interrupted, RecipeInvalid
 from ducc.metrics import METRICS
 from ducc.recipe import CvmfsRepo, load_wishlist
+from ducc.recipe_options import RecipeOptions
 from ducc.reference import Reference
 from ducc.schedule import Schedule, key_of
 from ducc.webhook import PushEvent
@@ -54,11 +55,19 @@ def _fingerprint(paths: list[str]) -> tuple[tuple[int, int, int], ...]:
 
 
 class Daemon:
-    def __init__(self, recipes: list[str], converter: Converter, options: LoopOptions) -> None:
+    def __init__(
+        self,
+        recipes: list[str],
+        converter: Converter,
+        options: LoopOptions,
+        recipe_options: RecipeOptions | None = None,
+    ) -> None:
         self.recipes = recipes
         self.converter = converter
         self.options = options
-        self.wishlist = load_wishlist(recipes)  # a broken recipe at start is the user's error
+        self.recipe_options = recipe_options or RecipeOptions()
+        # A broken recipe at start is the user's error; a refused entry only fails itself.
+        self.wishlist = load_wishlist(recipes, self.recipe_options)
         self.fingerprint = _fingerprint(recipes)
         self.schedule = Schedule(
             options.interval, jitter=options.jitter, max_backoff=options.max_backoff
@@ -141,7 +150,7 @@ class Daemon:
         self.reload_requested = False
         self.fingerprint = current
         try:
-            wishlist = load_wishlist(self.recipes)
+            wishlist = load_wishlist(self.recipes, self.recipe_options)
         except RecipeInvalid as exc:
             _log.error(
                 "recipe_reload_failed", problems=exc.problems, keeping="the last good recipe"
@@ -152,6 +161,7 @@ class Daemon:
         _log.info("recipe_reloaded", wishes=len(wishlist.wishes))
 
     def _expand(self, now: float) -> None:
+        self.converter.record([refused_result(r) for r in self.wishlist.refused])
         targets: list[Target] = []
         for wishes in by_repo(self.wishlist.wishes).values():
             found, failures = self.converter.expand(wishes)

@@ -216,6 +216,26 @@ class PodmanStoreError(ProductError):
     """The podman additional image store is malformed or an entry does not fit it."""
 
 
+class RecordUnreadable(ProductError):
+    """A record of a published image (`.metadata/.../manifest.json`) cannot be read, in
+    ducc's form or in DUCC's."""
+
+
+class UnreadableRecords(ProductError):
+    """gc found records it cannot read: it cannot tell what they reach, so it removes nothing."""
+
+    def __init__(self, records: list[str]) -> None:
+        count = len(records)
+        noun = "record" if count == 1 else "records"
+        super().__init__(
+            f"{count} {noun} of published images cannot be read; nothing was removed:\n"
+            + "\n".join(f"  {record}" for record in records),
+            hint="repair or remove these records (`ducc delete-image`, or convert the images "
+            "again), then run gc again; `ducc verify` lists them too",
+        )
+        self.records = records
+
+
 class Interrupted(DuccError):
     """SIGINT or SIGTERM arrived; the open transaction was finished or aborted."""
 

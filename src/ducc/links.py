@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ducc.errors import PublishError
 from ducc.layout import MULTIARCH, Layout, relative_link
+from ducc.platform import Platform, platform_of_label
 from ducc.reference import Reference
 
 DEFAULT_ARCH = "amd64"
@@ -50,6 +51,21 @@ def link_platform(layout: Layout, label: str, ref: Reference, flat_dir: Path) ->
     link = layout.multiarch_path(label, ref)
     replace_symlink(link, relative_link(link, flat_dir))
     return link
+
+
+def platform_label(layout: Layout, platform: Platform) -> str:
+    """The `.multiarch` directory name of `platform`: the one the repository already has (DUCC
+    spelled `arm64:v8` and `arm` where ducc says `arm64` and `arm:v7`, and clients and alias
+    links use those), else ducc's label."""
+    top = layout.root / MULTIARCH
+    own = top / platform.label
+    if (own.is_dir() and not own.is_symlink()) or not top.is_dir():
+        return platform.label
+    for directory in sorted(top.iterdir()):
+        real = directory.is_dir() and not directory.is_symlink()
+        if real and platform_of_label(directory.name) == platform:
+            return directory.name
+    return platform.label
 
 
 def link_variant(layout: Layout, ref: Reference, default_label: str = DEFAULT_ARCH) -> Path:

@@ -1,23 +1,23 @@
-"""The repository's own record of what is published: image and layer metadata files.
+"""The repository's own record of what is published: writing image and layer metadata.
 
 `.metadata/<registry>/<repository>:<tag>/manifest.json` holds the registry's manifest bytes
 (and `index.json` the index bytes when the tag names an index), so the digest of what is
 published is read from the repository itself; losing ducc's local state never gives a
-wrong answer. Layers carry `layers.json` (their completion mark) and `origin.json`.
+wrong answer (`recorded.py` reads records, DUCC's too). Layers carry `layers.json` (their
+completion mark) and `origin.json`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from ducc.digest import Digest
+from ducc.errors import DuccError
 from ducc.files import replace_file
-from ducc.layout import METADATA, MULTIARCH, Layout
-from ducc.reference import Reference
+from ducc.layout import Layout
 
 MANIFEST_FILE = "manifest.json"
 INDEX_FILE = "index.json"
@@ -30,43 +30,6 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write `path` so that a reader sees the old content or the new, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     replace_file(path, data)
-
-
-def recorded_images(root: Path, *, platforms: bool = False) -> list[tuple[str, Path]]:
-    """(`registry/repository:tag`, metadata directory) of every recorded image; with
-    `platforms`, also the per-platform records under `.metadata/.multiarch/`."""
-    top = root / METADATA
-    found = []
-    for dirpath, dirnames, filenames in os.walk(top):
-        if Path(dirpath) == top and not platforms:
-            dirnames[:] = [d for d in dirnames if d != MULTIARCH]
-        if MANIFEST_FILE in filenames:
-            found.append((os.path.relpath(dirpath, top), Path(dirpath)))
-            dirnames[:] = []
-    return sorted(found)
-
-
-def recorded_digest(layout: Layout, ref: Reference) -> Digest | None:
-    """The digest of what the tag pointed to when it was published, or None."""
-    directory = layout.metadata_dir(ref)
-    for name in (INDEX_FILE, MANIFEST_FILE):
-        try:
-            return Digest.of((directory / name).read_bytes())
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return None
-    return None
-
-
-def recorded_config(layout: Layout, ref: Reference) -> str | None:
-    """The config digest named by the published manifest, or None if unreadable."""
-    try:
-        doc = json.loads((layout.metadata_dir(ref) / MANIFEST_FILE).read_bytes())
-        digest = doc["config"]["digest"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return digest if isinstance(digest, str) else None
 
 
 def write_image_metadata(
@@ -129,3 +92,12 @@ def read_diff_size(layout: Layout, blob: Digest) -> int | None:
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return None
     return size if isinstance(size, int) else None
+
+
+def read_diff_id(layout: Layout, blob: Digest) -> Digest | None:
+    """The layer's diff_id as its `layers.json` records it (ducc's and DUCC's alike)."""
+    try:
+        doc = json.loads((layout.layer_metadata(blob) / LAYERS_FILE).read_bytes())
+        return Digest.parse(doc[0]["diff-digest"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError, DuccError):
+        return None

@@ -74,6 +74,13 @@ def _arm64_variant(variant: str) -> str:
     return variant
 
 
+def platform_of_label(label: str) -> Platform:
+    """The platform a `.multiarch/<label>` directory stands for: DUCC's raw `arm64:v8` and
+    `arm` and ducc's normalised `arm64` and `arm:v7` compare equal."""
+    architecture, _, variant = label.partition(":")
+    return normalize_platform("linux", architecture, variant)
+
+
 def name_problem(field: str, value: str) -> str | None:
     """Why `value` cannot be a platform's os, architecture or variant, or None. A platform
     from a registry names a directory (`.multiarch/<label>`): `..` or `/` must not pass."""

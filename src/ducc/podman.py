@@ -74,9 +74,12 @@ def storage_time(when: datetime) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PodmanStore:
-    """The store at `root` (normally `Layout.podman_store`, a sibling of `.flat/`)."""
+    """The store at `root` (normally `Layout.podman_store`, a sibling of `.flat/`). A `local`
+    store lives outside the repository (DUCC's `create-podman-store`): its `diff` links are
+    absolute paths into the mounted repository."""
 
     root: Path
+    local: bool = False
 
     @property
     def images_json(self) -> Path:
@@ -156,6 +159,15 @@ class PodmanStore:
                 found.add(Path(os.path.normpath(diff.parent / os.readlink(diff))))
         return frozenset(found)
 
+    def diff_targets(self) -> frozenset[Path]:
+        """Where every layer's `diff` link leads (absolute, not resolved further): flat trees,
+        or, in DUCC's older per-layer store, `.layers/<xx>/<blob>/layerfs`."""
+        found = set()
+        for diff in (self.root / OVERLAY).glob("*/diff"):
+            if diff.is_symlink():
+                found.add(Path(os.path.normpath(diff.parent / os.readlink(diff))))
+        return frozenset(found)
+
     def make_skeleton(self) -> None:
         """The directories and lock files podman needs before it opens the store read-only."""
         for directory in (self.root / OVERLAY / "l", self.root / IMAGES, self.root / LAYERS):
@@ -190,7 +202,7 @@ class PodmanStore:
 
     def _check_flat_dir(self, flat_dir: Path) -> None:
         repository = self.root.absolute().parent
-        if not flat_dir.absolute().is_relative_to(repository):
+        if not self.local and not flat_dir.absolute().is_relative_to(repository):
             raise PodmanStoreError(f"flat tree {flat_dir} is outside the repository {repository}")
         if flat_dir.is_symlink() or not flat_dir.is_dir():
             raise PodmanStoreError(f"flat tree {flat_dir} is not a directory")
@@ -200,9 +212,12 @@ class PodmanStore:
         layer_id = flat_layer_id(image_id)
         layer_dir = self.root / OVERLAY / layer_id
         ensure_dir(layer_dir)
-        ensure_symlink(
-            layer_dir / "diff", os.path.relpath(flat_dir.absolute(), layer_dir.absolute())
+        target = (
+            os.fspath(flat_dir.absolute())
+            if self.local
+            else os.path.relpath(flat_dir.absolute(), layer_dir.absolute())
         )
+        ensure_symlink(layer_dir / "diff", target)
         link_id = self._link_id(layer_dir, layer_id)
         ensure_symlink(self.root / OVERLAY / "l" / link_id, f"../{layer_id}/diff")
         layers = load_json_list(self.layers_json)

@@ -11,13 +11,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ducc.digest import Digest
-from ducc.errors import DuccError
+from ducc.errors import RecordUnreadable
 from ducc.layout import METADATA, MULTIARCH, Layout
-from ducc.links import link_arch_aliases, link_platform, link_public, link_variant
-from ducc.metadata import read_diff_size, recorded_config, write_image_metadata
+from ducc.links import (
+    link_arch_aliases,
+    link_platform,
+    link_public,
+    link_variant,
+    platform_label,
+)
+from ducc.metadata import read_diff_size, write_image_metadata
+from ducc.platform import Platform
 from ducc.podman import PodmanStore
 from ducc.products import flat_complete
+from ducc.recorded import RecordForm, platform_records, record_for
 from ducc.reference import Reference
 from ducc.registry.manifests import ResolvedImage
 
@@ -53,20 +60,44 @@ def write_pointers(
         if variant:
             for item in converted:
                 if item.flat is not None:
-                    link_platform(layout, item.image.platform.label, ref, item.flat)
-            link_variant(layout, ref, main.image.platform.label)
+                    link_platform(
+                        layout, platform_label(layout, item.image.platform), ref, item.flat
+                    )
+            link_variant(layout, ref, platform_label(layout, main.image.platform))
             link_arch_aliases(layout)
         else:
             link_public(layout, ref, main.flat)
     if variant:
         for item in converted:
-            label = item.image.platform.label
+            label = platform_label(layout, item.image.platform)
             directory = layout.root / METADATA / MULTIARCH / label / ref.simple_name
             write_image_metadata(directory, item.image.manifest.raw, None, item.image.config.raw)
     index = main.image.index.raw if main.image.index is not None else None
     write_image_metadata(
         layout.metadata_dir(ref), main.image.manifest.raw, index, main.image.config.raw
     )
+    drop_superseded_records(layout, ref, [c.image.platform for c in converted])
+
+
+def drop_superseded_records(layout: Layout, ref: Reference, platforms: list[Platform]) -> None:
+    """Remove the records DUCC kept for `ref`'s `platforms` under `.metadata/.multiarch/` in its
+    spelling (`arm64:v8`, or every tag naming a manifest list) now that ducc's record holds
+    them. Records of other platforms stay: they still protect their layers from gc."""
+    for record in platform_records(layout, ref):
+        if record.form is RecordForm.CVMFS_DUCC and record.platform in platforms:
+            remove_record(layout, record.directory)
+
+
+def remove_record(layout: Layout, directory: Path) -> None:
+    """Remove a record directory and the parents it leaves empty (never `.metadata`)."""
+    for child in directory.iterdir():
+        child.unlink()
+    directory.rmdir()
+    parent = directory.parent
+    stop = {layout.root / METADATA, layout.root / METADATA / MULTIARCH}
+    while parent not in stop and parent != layout.root and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
 
 
 def _add_to_podman(layout: Layout, ref: Reference, image: ResolvedImage, flat: Path) -> None:
@@ -78,7 +109,7 @@ def _add_to_podman(layout: Layout, ref: Reference, image: ResolvedImage, flat: P
         manifest=image.manifest.raw,
         config=config.raw,
         config_digest=str(config.digest),
-        created=_created(config.raw),
+        created=image_created(config.raw),
         size=_image_size(layout, image),
     )
 
@@ -90,7 +121,7 @@ def _image_size(layout: Layout, image: ResolvedImage) -> int | None:
     return None if None in sizes else sum(s for s in sizes if s is not None)
 
 
-def _created(config: bytes) -> datetime | None:
+def image_created(config: bytes) -> datetime | None:
     """The image's creation time from its config (what `podman images` shows), in UTC, if
     valid. Year 1 at +14:00 is a valid ISO date that no UTC time can hold (OverflowError)."""
     try:
@@ -107,15 +138,15 @@ def published_ok(layout: Layout, ref: Reference, *, skip_flat: bool) -> bool:
     A cheap check (a few stats) so an unchanged tag whose products were damaged or
     removed is converted again rather than trusted.
     """
-    config = recorded_config(layout, ref)
-    if config is None:
+    try:
+        record = record_for(layout, ref)
+    except RecordUnreadable:
         return False
+    if record is None or record.label is not None:
+        return False  # only DUCC's record of a manifest list: ducc records it anew
     if skip_flat:
         return True
-    try:
-        digest = Digest.parse(config)
-    except DuccError:
-        return False
+    digest = record.config
     flat = layout.flat_dir(digest)
     if not flat_complete(layout, digest):
         return False

@@ -1,8 +1,11 @@
 """Recipes (wishlists), DUCC's YAML format v1, validated as a whole before any work.
 
 Every problem is collected with its location (`recipe.yaml:9: input[3]: ...`) and raised
-together as `RecipeInvalid`; warnings (unknown keys, implicit `latest`, duplicates) are kept
-on the result. Parsing goes through YAML nodes so that every entry knows its line.
+together as `RecipeInvalid`; warnings (unknown keys, implicit `latest`, duplicates, a missing
+`version`, DUCC's regex wildcards) are kept on the result. Read entry by entry
+(`RecipeOptions.strict` off, as `convert` and `loop` read them), a refused `input` entry is
+kept as a `RefusedWish` and the others are converted. Parsing goes through YAML nodes so that
+every entry knows its line.
 """
 
 from __future__ import annotations
@@ -11,21 +14,26 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from ducc.errors import BadPattern, BadReference, RecipeInvalid
 from ducc.glob import Glob, compile_glob
-from ducc.reference import Reference, parse_reference
+from ducc.recipe_nodes import node_kind, node_source, node_value
+from ducc.recipe_options import RecipeOptions, RefusedWish
+from ducc.reference import (
+    Reference,
+    TagPattern,
+    ducc_regex_warning,
+    parse_reference,
+    redacted_reference,
+)
 
 MAX_RECIPE_BYTES = 4 * 1024 * 1024
 KNOWN_KEYS = ("version", "user", "cvmfs_repo", "output_format", "input", "ignoreErrors")
 OUTPUT_VARIABLES = ("scheme", "registry", "repository", "tag", "digest", "reference", "image")
 _VARIABLE = re.compile(r"\$\((?P<name>[^)]*)\)")
 _REPO_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_UNREADABLE = object()
-_YAML_TYPES = {"int": "an integer", "float": "a number", "bool": "a boolean", "null": "null"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,7 @@ class Wishlist:
 
     recipes: list[Recipe] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    refused: list[RefusedWish] = field(default_factory=list)  # read entry by entry only
 
     @property
     def wishes(self) -> list[Wish]:
@@ -96,19 +105,22 @@ def format_output(template: str, ref: Reference) -> str:
         "reference": ref.reference,
         "image": ref.image,
     }
-    return _VARIABLE.sub(lambda m: values[m.group("name")], template)
+    # An unknown variable stays as written, as DUCC left it (only a strict read refuses it).
+    return _VARIABLE.sub(lambda m: values.get(m.group("name"), m.group(0)), template)
 
 
-def load_wishlist(paths: list[str], *, extra_ignore_errors: list[str] | None = None) -> Wishlist:
+def load_wishlist(paths: list[str], options: RecipeOptions | None = None) -> Wishlist:
     """Parse and validate every recipe; raise `RecipeInvalid` listing every problem."""
+    options = options or RecipeOptions()
     problems: list[str] = []
     wishlist = Wishlist()
     for path in paths:
-        parser = _RecipeParser(path, wishlist.warnings)
-        recipe = parser.parse(extra_ignore_errors or [])
+        parser = _RecipeParser(path, wishlist.warnings, options)
+        recipe = parser.parse()
         problems.extend(line for _, line in sorted(parser.own_problems, key=lambda p: p[0]))
         if recipe is not None:
             wishlist.recipes.append(recipe)
+            wishlist.refused += parser.refused_wishes(recipe)
     if problems:
         raise RecipeInvalid(problems)
     _merge_duplicates(wishlist)
@@ -148,10 +160,12 @@ def _with_wishes(recipe: Recipe, wishes: tuple[Wish, ...]) -> Recipe:
 class _RecipeParser:
     """Walks one recipe's YAML nodes, appending located problems and warnings."""
 
-    def __init__(self, path: str, warnings: list[str]) -> None:
+    def __init__(self, path: str, warnings: list[str], options: RecipeOptions) -> None:
         self.path = path
         self.own_problems: list[tuple[int, str]] = []  # (line, message), sorted at the end
         self.warnings = warnings
+        self.options = options
+        self.refused: list[tuple[int, int, str, str]] = []  # (line, index, input, problem)
 
     def problem(self, node: yaml.Node | None, message: str) -> None:
         if node is None:
@@ -167,19 +181,49 @@ class _RecipeParser:
     def warn(self, node: yaml.Node, message: str) -> None:
         self.warnings.append(f"{self.path}:{node.start_mark.line + 1}: {message}")
 
-    def parse(self, extra_ignore_errors: list[str]) -> Recipe | None:
+    def tolerable(self, node: yaml.Node, message: str, outcome: str = "ignored") -> None:
+        """Something DUCC let pass: a problem when read strictly, else a warning."""
+        if self.options.strict:
+            self.problem(node, message)
+        else:
+            self.warn(node, f"{message}; {outcome}")
+
+    def entry_problem(self, node: yaml.Node, index: int, text: str, message: str) -> None:
+        """An `input` entry that cannot be read: the recipe's problem, or a refused wish."""
+        if self.options.strict:
+            self.problem(node, message)
+            return
+        line = node.start_mark.line + 1
+        self.refused.append((line, index, text, f"{self.path}:{line}: {message}"))
+
+    def refused_wishes(self, recipe: Recipe) -> list[RefusedWish]:
+        """The refused entries, named as they may be shown (never with credentials)."""
+        return [
+            RefusedWish(
+                recipe=self.path,
+                line=line,
+                index=index,
+                input=redacted_reference(text),
+                problem=problem,
+                cvmfs_repo=recipe.cvmfs_repo,
+                ignore_errors=any(g.matches(text) for g in recipe.ignore_errors),
+            )
+            for line, index, text, problem in sorted(self.refused)
+        ]
+
+    def parse(self) -> Recipe | None:
         root = self.compose()
         if root is None:
             return None
         if not isinstance(root, yaml.MappingNode):
-            self.problem(root, f"a recipe is a mapping of keys, got {_kind(root)}")
+            self.problem(root, f"a recipe is a mapping of keys, got {node_kind(root)}")
             return None
         keys = self.keys(root)
         self.check_version(root, keys.get("version"))
         repo = self.cvmfs_repo(root, keys.get("cvmfs_repo"))
         user = self.optional_string(keys.get("user"), "user")
         output_format = self.output_format(keys.get("output_format"))
-        ignore = self.ignore_errors(keys.get("ignoreErrors"), extra_ignore_errors)
+        ignore = self.ignore_errors(keys.get("ignoreErrors"), self.options.extra_ignore_errors)
         inputs = self.inputs(root, keys.get("input"))
         if repo is None or self.own_problems:
             return None
@@ -234,7 +278,7 @@ class _RecipeParser:
         for key_node, value_node in root.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str):
-                self.problem(key_node, f"keys must be strings, got {_kind(key_node)}")
+                self.problem(key_node, f"keys must be strings, got {node_kind(key_node)}")
                 continue
             if key in found:
                 self.problem(key_node, f"duplicate key {key!r} (first at line {lines[key]})")
@@ -247,15 +291,22 @@ class _RecipeParser:
 
     def check_version(self, root: yaml.Node, node: yaml.Node | None) -> None:
         if node is None:
-            self.problem(root, "missing required key 'version' (must be 1)")
+            self.warn(root, "no 'version' key: read as version 1 (DUCC never checked it)")
             return
-        value = _value(node)
+        value = node_value(node)
         if not isinstance(value, int) or isinstance(value, bool):
-            self.problem(node, f"version: expected the integer 1, got {_kind(node)}")
+            self.problem(node, f"version: expected the integer 1, got {node_kind(node)}")
         elif value != 1:
             self.problem(node, f"version: unsupported version {value} (only 1 is supported)")
 
     def cvmfs_repo(self, root: yaml.Node, node: yaml.Node | None) -> CvmfsRepo | None:
+        given = self.options.repository
+        if given is not None:  # `prune-images REPO`: DUCC read only `input:` then
+            if node is not None and node_value(node) != str(given):
+                self.warn(
+                    node, f"cvmfs_repo {node_value(node)!r} ignored: the repository is {given}"
+                )
+            return given
         if node is None:
             self.problem(root, "missing required key 'cvmfs_repo'")
             return None
@@ -272,9 +323,9 @@ class _RecipeParser:
     def optional_string(self, node: yaml.Node | None, key: str) -> str | None:
         if node is None:
             return None
-        value = _value(node)
+        value = node_value(node)
         if not isinstance(value, str):
-            self.problem(node, f"{key}: expected a string, got {_kind(node)}")
+            self.problem(node, f"{key}: expected a string, got {node_kind(node)}")
             return None
         if not value:
             self.problem(node, f"{key}: must not be empty")
@@ -289,22 +340,23 @@ class _RecipeParser:
         unknown = [name for name in unknown if name not in OUTPUT_VARIABLES]
         if unknown:
             known = ", ".join(f"$({v})" for v in OUTPUT_VARIABLES)
-            self.problem(node, f"output_format: unknown variable $({unknown[0]}) (known: {known})")
-            return None
+            message = f"output_format: unknown variable $({unknown[0]}) (known: {known})"
+            self.tolerable(node, message, "kept as written, as DUCC kept it")
+            return None if self.options.strict else text
         return text
 
-    def ignore_errors(self, node: yaml.Node | None, extra: list[str]) -> list[Glob]:
+    def ignore_errors(self, node: yaml.Node | None, extra: tuple[str, ...]) -> list[Glob]:
         globs: list[Glob] = []
         for pattern in extra:
             try:
                 globs.append(compile_glob(pattern, separator="/"))
             except BadPattern as exc:
-                self.fail(0, f"{self.path}: ignoreErrors (extra file): {exc}")
+                self.fail(0, f"{self.path}: ignoreErrors (DUCC_IGNORE_ERRORS_FILE): {exc}")
         for index, item, text in self.string_list(node, "ignoreErrors", allow_empty=True):
             try:
                 globs.append(compile_glob(text, separator="/"))
             except BadPattern as exc:
-                self.problem(item, f"ignoreErrors[{index}]: {exc}")
+                self.tolerable(item, f"ignoreErrors[{index}]: {exc}")
         return globs
 
     def inputs(
@@ -318,10 +370,12 @@ class _RecipeParser:
             try:
                 ref = parse_reference(text)
             except BadReference as exc:
-                self.problem(item, f"input[{index}]: {exc}")
+                self.entry_problem(item, index, text, f"input[{index}]: {exc}")
                 continue
             if ref.tag_is_default:
                 self.warn(item, f"input[{index}]: {text!r} has no tag or digest; using 'latest'")
+            if ref.pattern is TagPattern.DUCC_REGEX:
+                self.warn(item, f"input[{index}]: {ducc_regex_warning(ref.tag or '')}")
             parsed.append((index, item, text, ref))
         return parsed
 
@@ -331,19 +385,23 @@ class _RecipeParser:
         if node is None:
             return []
         if not isinstance(node, yaml.SequenceNode):
-            self.problem(node, f"{key}: expected a list, got {_kind(node)}")
+            self.problem(node, f"{key}: expected a list, got {node_kind(node)}")
             return []
         if not node.value and not allow_empty:
             self.problem(node, f"{key}: the list is empty")
         items: list[tuple[int, yaml.Node, str]] = []
         for index, item in enumerate(node.value):
-            value = _value(item)
-            if not isinstance(value, str):
-                self.problem(item, f"{key}[{index}]: expected a string, got {_kind(item)}")
-            elif not value:
-                self.problem(item, f"{key}[{index}]: empty string")
-            else:
+            value = node_value(item)
+            if isinstance(value, str) and value:
                 items.append((index, item, value))
+                continue
+            got = f"expected a string, got {node_kind(item)}" if value != "" else "empty string"
+            if key == "input":
+                self.entry_problem(item, index, node_source(item), f"{key}[{index}]: {got}")
+            elif key == "ignoreErrors":
+                self.tolerable(item, f"{key}[{index}]: {got}")
+            else:
+                self.problem(item, f"{key}[{index}]: {got}")
         return items
 
 
@@ -357,28 +415,6 @@ def cvmfs_repo_problem(text: str) -> str | None:
         if not _REPO_COMPONENT.fullmatch(component):
             return f"{text!r}: bad characters in {component!r} (letters, digits, '.', '_', '-')"
     return None
-
-
-def _value(node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        try:
-            return yaml.SafeLoader("").construct_object(node)
-        except (yaml.YAMLError, ValueError, OverflowError):
-            # An explicit tag the safe loader refuses (`!custom`, `!!python/...`) or a value
-            # its tag cannot hold (`!!int abc`, an integer beyond Python's digit limit).
-            return _UNREADABLE
-    return node
-
-
-def _kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    if _value(node) is _UNREADABLE:
-        return f"a value that cannot be read as {node.tag}"
-    short = str(node.tag).rsplit(":", 1)[-1]
-    return _YAML_TYPES.get(short, "a string" if short == "str" else f"a {short}")
 
 
 def _suggest(key: str) -> str:

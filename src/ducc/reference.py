@@ -1,9 +1,10 @@
 """Image references: `[scheme://]host[:port]/repository[:tag][@digest]`, parsed strictly.
 
 Names follow the OCI distribution-spec grammar (lowercase path components, tags of at most
-128 characters); a tag may instead be a shell-style glob (`21.2.1*`). Docker Hub's aliases
-share one API host, and a one-component Docker Hub repository gets `library/`; the registry
-keeps the spelling the user wrote, because it is part of every published path.
+128 characters); a tag may instead be a shell-style glob (`21.2.1*`), or a pattern written for
+DUCC as a regular expression (`1.1+*`, `v.*-cuda`), which is read as DUCC read it. Docker
+Hub's aliases share one API host, and a one-component Docker Hub repository gets `library/`;
+the registry keeps the spelling the user wrote, because it is part of every published path.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
 from ducc.digest import Digest, digest_problem
 from ducc.errors import BadPattern, BadReference
@@ -30,6 +32,59 @@ _SCHEME_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 MAX_NAME_LENGTH = 255  # host[:port]/repository, as clients commonly cap it
 MAX_TAG_LENGTH = 128
+# Only a regular expression gives these a meaning; a glob never holds them.
+_REGEX_SIGNS = re.compile(r"\.\*|\.\+|[+(){}|$]|(?<!\[)\^|\\[dDwWsSb]")
+
+
+class TagPattern(StrEnum):
+    GLOB = "glob"  # ducc's wildcards: `*`, `?`, `[set]`; `.` is literal
+    DUCC_REGEX = "ducc-regex"  # DUCC's: `*` becomes `.*`, the whole tag must match the regex
+
+
+def is_ducc_regex(tag: str) -> bool:
+    """Whether a tag is a pattern written for DUCC as a regular expression. DUCC expanded a
+    tag only when it held a `*` (`strings.Contains(tag, "*")`), then compiled it, with each
+    `*` made `.*`, as a regex the whole tag must match (`filterUsingGlob`)."""
+    return "*" in tag and _REGEX_SIGNS.search(tag) is not None
+
+
+def ducc_regex(tag: str) -> re.Pattern[str]:
+    """The expression DUCC matched tags against; `BadPattern` when it does not compile."""
+    try:
+        return re.compile(tag.replace("*", ".*"))
+    except re.error as exc:
+        raise BadPattern(f"DUCC wildcard {tag!r} is not a regular expression: {exc}") from None
+
+
+def suggested_glob(tag: str) -> str | None:
+    """The shell glob matching exactly the tags DUCC's reading of `tag` matches (an unescaped
+    `.` is any character: `?`), or None when no glob does (`+`, groups, alternatives)."""
+    text = tag.removeprefix("^").removesuffix("$")
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in ".-_":
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if ch in "+(){}|$^\\?[]":
+            return None
+        out.append("?" if ch == "." else ch)
+        i += 1
+    glob = re.sub(r"\*+", "*", "".join(out))
+    return glob if _TAG_PATTERN_CHARS.fullmatch(glob) else None
+
+
+def ducc_regex_warning(tag: str) -> str:
+    """What a user should know about a DUCC regex wildcard, and the glob to write."""
+    glob = suggested_glob(tag)
+    same = f"the shell glob {glob!r} matches the same tags" if glob else "no shell glob does"
+    return (
+        f"tag pattern {tag!r} is read as DUCC read it: a regular expression the whole tag must "
+        f"match, each '*' meaning '.*' and '.' any character; ducc's wildcards are shell "
+        f"globs ('.' a literal dot), and {same}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +97,7 @@ class Reference:
     tag: str | None
     digest: Digest | None = None
     tag_is_default: bool = False
+    pattern: TagPattern = TagPattern.GLOB  # how a wildcard tag is matched
 
     @property
     def is_docker_hub(self) -> bool:
@@ -61,8 +117,11 @@ class Reference:
         return self.tag is not None and is_glob(self.tag)
 
     def tag_glob(self) -> Glob:
+        """The matcher of a wildcard tag: the glob, or DUCC's regular expression."""
         if self.tag is None:
             raise BadReference(f"{self}: no tag to match")
+        if self.pattern is TagPattern.DUCC_REGEX:
+            return Glob(self.tag, ducc_regex(self.tag))
         return compile_glob(self.tag)
 
     @property
@@ -96,7 +155,7 @@ class Reference:
         return f"{self.registry}/{self.repository}:{label}"
 
     def with_tag(self, tag: str) -> Reference:
-        return replace(self, tag=tag, tag_is_default=False)
+        return replace(self, tag=tag, tag_is_default=False, pattern=TagPattern.GLOB)
 
     def __str__(self) -> str:
         return f"{self.scheme}://{self.registry}/{self.image}"
@@ -130,7 +189,11 @@ def parse_reference(text: str) -> Reference:
         raise BadReference(
             f"image reference {text!r}: registry and repository exceed {MAX_NAME_LENGTH} characters"
         )
-    if tag is not None:
+    pattern = TagPattern.GLOB
+    if tag is not None and is_ducc_regex(tag):
+        _check_ducc_regex(tag, text, has_digest=digest is not None)
+        pattern = TagPattern.DUCC_REGEX
+    elif tag is not None:
         _check_tag(tag, text, has_digest=digest is not None)
     is_default = tag is None and digest is None
     return Reference(
@@ -140,6 +203,7 @@ def parse_reference(text: str) -> Reference:
         tag=DEFAULT_TAG if is_default else tag,
         digest=digest,
         tag_is_default=is_default,
+        pattern=pattern,
     )
 
 
@@ -169,6 +233,11 @@ def _userinfo_end(text: str) -> int:
     host_part = rest if host_end < 0 else rest[:host_end]
     end = max(host_part.rfind("@"), rest.rfind("@", 0, max(rest.rfind("/"), 0)))
     return start + end if end >= 0 else -1
+
+
+def redacted_reference(text: str) -> str:
+    """`text` as it may be shown: credentials in it (`user:password@`) replaced by `***`."""
+    return _hide_userinfo(text) if _userinfo_end(text) >= 0 else text
 
 
 def _hide_userinfo(text: str) -> str:
@@ -273,6 +342,7 @@ def _check_tag(tag: str, text: str, *, has_digest: bool) -> None:
             raise BadReference(
                 f"image reference {text!r}: bad tag {tag!r} "
                 "(letters, digits, '_', '.', '-'; not starting with '.' or '-')"
+                + _literal_note(tag)
             )
         return
     if has_digest:
@@ -283,3 +353,26 @@ def _check_tag(tag: str, text: str, *, has_digest: bool) -> None:
         compile_glob(tag)
     except BadPattern as exc:
         raise BadReference(f"image reference {text!r}: bad wildcard tag: {exc}") from None
+
+
+def _check_ducc_regex(tag: str, text: str, *, has_digest: bool) -> None:
+    if has_digest:
+        raise BadReference(f"image reference {text!r}: a wildcard tag cannot have a digest")
+    if len(tag) > 2 * MAX_TAG_LENGTH:
+        raise BadReference(f"image reference {text!r}: bad wildcard tag {tag!r}")
+    try:
+        ducc_regex(tag)
+    except BadPattern as exc:
+        raise BadReference(f"image reference {text!r}: {exc}") from None
+
+
+def _literal_note(tag: str) -> str:
+    """Why a regex-looking tag without `*` is a (bad) tag: DUCC fetched it as it is, too."""
+    if not re.search(r"[+(){}|$^\\]", tag):
+        return ""
+    glob = suggested_glob(tag.rstrip("+") + "*")
+    hint = f"; for a wildcard write {glob!r}" if glob else ""
+    return (
+        "; without a '*' it is no pattern: DUCC fetched it as a literal tag too, and no "
+        f"registry holds such a tag{hint}"
+    )

@@ -29,6 +29,15 @@ def parse_duration(text: str) -> float:
     return total
 
 
+def parse_grace_period(text: str) -> float:
+    """Seconds in a grace period: a bare number means days, as DUCC's `--grace-period 30`;
+    `7d`, `12h`, `90m` as for any duration."""
+    stripped = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", stripped):
+        return float(stripped) * _SECONDS["d"]
+    return parse_duration(stripped)
+
+
 def parse_size(text: str) -> int:
     """Bytes in `text`: a whole number with an optional binary unit (`512M`, `2GiB`, `1t`).
     Raises `InputError` when malformed."""

@@ -16,13 +16,13 @@ from pathlib import Path
 
 from ducc import log
 from ducc.expansion import expand_all
-from ducc.glob import compile_glob
 from ducc.layout import METADATA, MULTIARCH, Layout
-from ducc.metadata import recorded_digest, recorded_images
 from ducc.podman import PodmanStore
 from ducc.poller import PollStatus, poll
 from ducc.publish.base import Publisher
 from ducc.recipe import Wish
+from ducc.recipe_options import RefusedWish
+from ducc.recorded import recorded_digest, scan_records
 from ducc.reference import Reference
 from ducc.registry.client import Registries
 
@@ -33,6 +33,7 @@ _log = log.get("unpublish")
 class PrunePlan:
     remove: list[str] = field(default_factory=list)  # `registry/repository:tag`
     kept_unsure: list[str] = field(default_factory=list)  # the registry could not say
+    kept_refused: list[str] = field(default_factory=list)  # a recipe entry could not be read
 
 
 def unpublish(layout: Layout, names: Sequence[str]) -> None:
@@ -76,9 +77,15 @@ def _prune_empty_parents(root: Path, directory: Path) -> None:
         directory = directory.parent
 
 
-def plan_prune(layout: Layout, wishes: Sequence[Wish], registries: Registries) -> PrunePlan:
-    """Which recorded images no wish names any more, or whose tag the registry dropped."""
-    recorded = [name for name, _ in recorded_images(layout.root)]
+def plan_prune(
+    layout: Layout,
+    wishes: Sequence[Wish],
+    registries: Registries,
+    refused: Sequence[RefusedWish] = (),
+) -> PrunePlan:
+    """Which recorded images no wish names any more, or whose tag the registry dropped. An
+    image a refused recipe entry may name is kept: what that entry means is not known."""
+    recorded = scan_records(layout.root).names  # DUCC's records of manifest lists too
     plan = PrunePlan()
     pairs = [(w.reference, w.ignore_errors) for w in wishes]
     wanted: dict[str, Reference] = {}
@@ -91,6 +98,8 @@ def plan_prune(layout: Layout, wishes: Sequence[Wish], registries: Registries) -
     for name in recorded:
         if any(_covers(ref, name) for ref in unsure):
             plan.kept_unsure.append(name)
+        elif any(_may_name(r.input, name) for r in refused):
+            plan.kept_refused.append(name)
         elif name not in wanted or name in gone:
             plan.remove.append(name)
     return plan
@@ -108,8 +117,19 @@ def _covers(ref: Reference, name: str) -> bool:
     if repository != f"{ref.registry}/{ref.repository}":
         return False
     if ref.is_wildcard:
-        return compile_glob(ref.tag or "*").matches(tag)
+        return ref.tag_glob().matches(tag)
     return ref.simple_name == name
+
+
+def _may_name(text: str, name: str) -> bool:
+    """Whether an entry that could not be parsed may stand for the recorded image `name`:
+    same `registry/repository`, ignoring case and Docker Hub's `library/`."""
+    rest = text.split("://", 1)[-1].split("@", 1)[0]
+    host, _, path = rest.partition("/")
+    head, slash, last = path.rpartition("/")
+    repository = head + slash + last.split(":", 1)[0]
+    spellings = {f"{host}/{repository}".lower(), f"{host}/library/{repository}".lower()}
+    return name.rpartition(":")[0].lower() in spellings
 
 
 def prune(publisher: Publisher, plan: PrunePlan, *, dry_run: bool) -> None:

@@ -1,10 +1,11 @@
 """`ducc verify`: check that a repository is consistent, without changing it.
 
-Every recorded image (`.metadata/.../manifest.json`) must have a public path that resolves
-to a complete flat tree named by its config digest, and complete layers whose metadata
-matches their digests; chains must be complete; podman entries must point at complete
-flat trees. Problems make `ducc verify` exit 1; warnings (leftovers that no client sees)
-do not.
+Every recorded image (`.metadata/.../manifest.json`, in ducc's form or DUCC's, see
+`recorded.py`) must have a public path that resolves to a complete flat tree named by its
+config digest, and complete layers whose metadata matches their digests; chains must be
+complete; podman entries must point at complete flat trees (or, in DUCC's older per-layer
+store, at complete layers). Problems make `ducc verify` exit 1; warnings (leftovers that no
+client sees) do not.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ducc.digest import Digest, digest_problem
-from ducc.errors import DuccError
 from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS, METADATA, MULTIARCH, Layout
-from ducc.metadata import INDEX_FILE, LAYERS_FILE, MANIFEST_FILE, recorded_images
-from ducc.podman import PodmanStore
+from ducc.metadata import INDEX_FILE, LAYERS_FILE, MANIFEST_FILE
+from ducc.podman import OVERLAY, PodmanStore, load_json_list
 from ducc.products import APPTAINER_MARK
+from ducc.recorded import Record, RecordForm, scan_records
 
 STAGING_MARK = ".tmp-"
 
@@ -41,14 +42,25 @@ def verify(root: Path) -> VerifyReport:
     """Check the repository at `root` (the directory holding `.layers`, `.flat`, ...)."""
     report = VerifyReport()
     layout = Layout(root)
+    scan = scan_records(root)
+    report.problems += [f"{bad.name}: {bad.reason}" for bad in scan.unreadable]
     referenced: set[str] = set()
-    for name, directory in recorded_images(root):
-        referenced |= _check_image(layout, name, directory, report)
+    for name, records in _images(scan.records).items():
+        referenced |= _check_image(layout, name, records, report)
     _check_shards(root / LAYERS, report, "layer", _layer_ok, referenced)
     _check_shards(root / CHAINS, report, "chain", lambda p: (p / CATALOG_MARKER).is_file())
     _check_shards(root / FLAT, report, "flat tree", lambda p: (p / APPTAINER_MARK).is_dir())
     _check_podman(layout, report)
     return report
+
+
+def _images(records: tuple[Record, ...]) -> dict[str, list[Record]]:
+    """Records per image: its own record first, then its per-platform records (DUCC kept a
+    tag naming a manifest list only there)."""
+    images: dict[str, list[Record]] = {}
+    for record in sorted(records, key=lambda r: (r.name, r.label is not None, r.label or "")):
+        images.setdefault(record.name, []).append(record)
+    return images
 
 
 def _read_json(path: Path) -> Any:
@@ -58,40 +70,30 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _check_image(layout: Layout, name: str, directory: Path, report: VerifyReport) -> set[str]:
+def _check_image(
+    layout: Layout, name: str, records: list[Record], report: VerifyReport
+) -> set[str]:
     """Check one recorded image; the layer directory names (hex) it references."""
     report.counts["image"] = report.counts.get("image", 0) + 1
-    manifest = _read_json(directory / MANIFEST_FILE)
-    config = _config_digest(manifest)
-    if config is None:
-        report.problems.append(f"{name}: manifest.json is unreadable or names no config")
-        return set()
-    _check_index(name, directory, report)
+    main = records[0]
+    if main.form is RecordForm.DUCC and main.label is None:
+        _check_index(name, main.directory, report)
     layers = set()
-    for layer in manifest.get("layers", []):
-        blob = layer.get("digest") if isinstance(layer, dict) else None
-        ok = isinstance(blob, str) and not digest_problem(blob)
-        if not ok or not _layer_ok(layout.layer_dir(Digest.parse(str(blob)))):
-            report.problems.append(f"{name}: layer {blob} is missing or incomplete")
-        elif isinstance(blob, str):
-            layers.add(blob.partition(":")[2])
+    for record in records:
+        for blob in record.layers:
+            if _layer_ok(layout.layer_dir(blob)):
+                layers.add(blob.hex)
+            else:
+                report.problems.append(f"{name}: layer {blob} is missing or incomplete")
     link = layout.root / name
     if not link.is_symlink():
-        if (layout.flat_dir(config)).exists():
+        if any(layout.flat_dir(r.config).exists() for r in records):
             report.problems.append(f"{name}: public path is missing")
         return layers  # converted with --skip-flat
     target = _resolve_public(layout, name, link)
     if target is None or not (target / APPTAINER_MARK).is_dir():
         report.problems.append(f"{name}: public path does not resolve to a complete flat tree")
     return layers
-
-
-def _config_digest(manifest: Any) -> Digest | None:
-    try:
-        text = manifest["config"]["digest"]
-        return Digest.parse(text) if isinstance(text, str) else None
-    except (KeyError, TypeError, DuccError):
-        return None
 
 
 def _check_index(name: str, directory: Path, report: VerifyReport) -> None:
@@ -161,14 +163,37 @@ def _check_shards(
 
 
 def _check_podman(layout: Layout, report: VerifyReport) -> None:
+    """Each named image's layer, and the layers below it (DUCC's older store has one per
+    image layer, each `diff` pointing at `.layers/<xx>/<blob>/layerfs`), must lead to a
+    complete flat tree or a complete layer."""
     store = PodmanStore(layout.podman_store)
     if not store.images_json.exists():
         return
     try:
-        flats = store.referenced_flat_dirs()
+        parents = {str(e["id"]): e.get("parent") for e in load_json_list(store.layers_json)}
+        tops = [i.layer for i in store.images() if i.layer]
     except Exception as exc:
         report.problems.append(f"podman store: {exc}")
         return
-    for flat in sorted(flats):
-        if not (flat / APPTAINER_MARK).is_dir():
-            report.problems.append(f"podman store: image points at incomplete flat tree {flat}")
+    checked: set[str] = set()
+    for top in tops:
+        layer: str | None = top
+        while layer and layer not in checked:
+            checked.add(layer)
+            problem = _podman_layer_problem(layout, store, layer)
+            if problem:
+                report.problems.append(f"podman store: layer {layer[:12]} {problem}")
+            parent = parents.get(layer)
+            layer = parent if isinstance(parent, str) else None
+
+
+def _podman_layer_problem(layout: Layout, store: PodmanStore, layer: str) -> str | None:
+    diff = store.root / OVERLAY / layer / "diff"
+    if not diff.is_symlink():
+        return "has no diff link" if not diff.is_dir() else None
+    target = Path(os.path.normpath(diff.parent / os.readlink(diff)))
+    if target.parent.parent.parent == layout.root / LAYERS and target.name == "layerfs":
+        return None if _layer_ok(target.parent) else f"points at incomplete layer {target}"
+    if not (target / APPTAINER_MARK).is_dir():
+        return f"points at incomplete flat tree {target}"
+    return None

@@ -32,6 +32,17 @@ def test_a_run_alone_removes_what_a_killed_run_left(tmp_path: Path) -> None:
         assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == [LOCK]
 
 
+def test_files_that_are_not_ducc_s_are_never_removed(tmp_path: Path) -> None:
+    """An operator's DUCC-era `--downloads-dir /tmp` holds other programs' files."""
+    blob, _ = leftovers(tmp_path / "shared")
+    (tmp_path / "shared" / "someone-elses.txt").write_text("keep me")
+    (tmp_path / "shared" / "session").mkdir()
+    with BlobCache(tmp_path / "shared").in_use():
+        assert not blob.exists()
+    assert (tmp_path / "shared" / "someone-elses.txt").read_text() == "keep me"
+    assert (tmp_path / "shared" / "session").is_dir()
+
+
 def test_files_of_a_ducc_using_the_cache_are_kept(tmp_path: Path) -> None:
     blob, part = leftovers(tmp_path / "downloads")
     other = os.open(tmp_path / "downloads" / LOCK, os.O_RDWR | os.O_CREAT)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import responses
+import yaml
 
 from tests.support.fake_registry import FakeRegistry, error_body
 from tests.support.images import file, make_image, make_index, make_layer
@@ -61,7 +63,7 @@ def test_expand_reports_failed_wishes_and_exits_1(
 ) -> None:
     registry(rsps)
     path = recipe(tmp_path, "registry.test/team/app:1.*", "registry.test/team/none:*")
-    code, out, err = run(["expand-wildcard", path], capsys)
+    code, out, err = run(["expand", path], capsys)
     assert code == 1
     assert len(out.splitlines()) == 2
     assert f"error: {path}:5: input[1]: registry.test/team/none:*: registry.test:" in err
@@ -156,3 +158,75 @@ def test_download_manifest_of_a_missing_tag_exits_1(
     code, _, err = run(["download-manifest", "registry.test/team/app:nope"], capsys)
     assert code == 1
     assert "error: registry.test: GET /v2/team/app/manifests/nope: HTTP 404 MANIFEST_UNKNOWN" in err
+
+
+# --- DUCC's spellings: expand-wildcard IMAGE, download-manifest -u, create-podman-store ----
+
+
+def test_expand_wildcard_takes_an_image_as_ducc_does(
+    rsps: responses.RequestsMock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry(rsps)
+    code, out, err = run(["expand-wildcard", "registry.test/team/app:1*"], capsys)
+    assert code == 0, err
+    assert out.splitlines() == [
+        "https://registry.test/team/app:1.0",
+        "https://registry.test/team/app:1.1",
+    ]
+    code, _, err = run(["expand-wildcard", "registry.test/team/app:9*"], capsys)
+    assert code == 1
+    assert "no tag matches '9*'" in err
+
+
+def test_expand_wildcard_output_writes_yaml_images_of_image_and_wishlists(
+    rsps: responses.RequestsMock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry(rsps)
+    wishlist = recipe(tmp_path, "registry.test/team/app:2.0")
+    output = tmp_path / "expanded.yaml"
+    argv = ["expand-wildcard", "registry.test/team/app:1.*", "-w", wishlist, "-o", str(output)]
+    code, out, err = run(argv, capsys)
+    assert (code, out) == (0, ""), err
+    assert yaml.safe_load(output.read_text()) == {
+        "images": [
+            "https://registry.test/team/app:2.0",
+            "https://registry.test/team/app:1.0",
+            "https://registry.test/team/app:1.1",
+        ]
+    }
+    assert "read as DUCC read it" in err  # `1.*` is DUCC's regular expression
+
+
+def test_download_manifest_accepts_ducc_s_username_and_says_it_is_unused(
+    rsps: responses.RequestsMock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    FakeRegistry(rsps).image("team/app", "1", AMD64)
+    code, out, err = run(
+        ["download-manifest", "-u", "cvmfsunpacker", "registry.test/team/app:1"], capsys
+    )
+    assert code == 0, err
+    assert json.loads(out)["digest"] == AMD64.digest
+    assert "-u/--username: ignored" in err
+
+
+def test_create_podman_store_points_a_local_store_at_the_flat_tree_in_cvmfs(
+    rsps: responses.RequestsMock, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    FakeRegistry(rsps).image("team/app", "1", AMD64)
+    prefix, store = tmp_path / "cvmfs", tmp_path / "store"
+    argv = ["create-podman-store", "registry.test/team/app:1", "unpacked.test", str(store)]
+    argv += ["--cvmfs-prefix", str(prefix)]
+    code, _, err = run(argv, capsys)
+    assert code == 2
+    assert "convert it first: ducc convert-single-image" in err
+    assert not store.exists()
+    config = AMD64.config_digest.split(":")[1]
+    flat = prefix / "unpacked.test" / ".flat" / config[:2] / config
+    (flat / ".singularity.d").mkdir(parents=True)
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert f'additionalImageStores = ["{store}"]' in out
+    (image,) = json.loads((store / "overlay-images" / "images.json").read_text())
+    assert (image["id"], image["names"]) == (config, ["registry.test/team/app:1"])
+    diff = store / "overlay" / image["layer"] / "diff"
+    assert os.readlink(diff) == str(flat)  # absolute: the store lives outside the repository

@@ -11,11 +11,10 @@ from ducc.metadata import (
     add_layer_origin,
     layer_complete,
     read_origins,
-    recorded_config,
-    recorded_digest,
     write_image_metadata,
     write_layer_info,
 )
+from ducc.recorded import record_for, recorded_digest
 from ducc.reference import parse_reference
 
 REF = parse_reference("http://127.0.0.1:5000/a/b:1")
@@ -27,7 +26,9 @@ def test_recorded_digest_is_the_digest_of_the_stored_bytes(tmp_path: Path) -> No
     manifest = json.dumps({"config": {"digest": "sha256:" + "1" * 64}}).encode()
     write_image_metadata(layout.metadata_dir(REF), manifest, None)
     assert recorded_digest(layout, REF) == Digest.of(manifest)
-    assert recorded_config(layout, REF) == "sha256:" + "1" * 64
+    record = record_for(layout, REF)
+    assert record is not None
+    assert str(record.config) == "sha256:" + "1" * 64
     index = b'{"manifests": []}'
     write_image_metadata(layout.metadata_dir(REF), manifest, index)
     assert recorded_digest(layout, REF) == Digest.of(index)

@@ -11,10 +11,10 @@ import pytest
 
 from ducc.digest import Digest
 from ducc.layout import Layout
-from ducc.metadata import recorded_config
 from ducc.oci import ImageManifest, parse_config, parse_manifest
 from ducc.podman import PodmanStore
-from ducc.pointers import Converted, _created, write_pointers
+from ducc.pointers import Converted, image_created, write_pointers
+from ducc.recorded import record_for
 from ducc.reference import parse_reference
 from ducc.registry.manifests import ResolvedImage
 from tests.support.images import directory, file, make_image, make_layer
@@ -34,7 +34,7 @@ REF = parse_reference("registry.test/team/app:v1")
     ],
 )
 def test_creation_time_is_utc_or_nothing(created: object, expected: datetime | None) -> None:
-    assert _created(json.dumps({"created": created}).encode()) == expected
+    assert image_created(json.dumps({"created": created}).encode()) == expected
 
 
 def _resolved() -> ResolvedImage:
@@ -52,7 +52,9 @@ def test_pointers_write_links_and_metadata(tmp_path: Path) -> None:
     flat.mkdir(parents=True)
     write_pointers(layout, REF, [Converted(image, flat)], variant=False, podman=True)
     assert layout.public_path(REF).resolve() == flat.resolve()
-    assert recorded_config(layout, REF) == str(image.config.digest)
+    record = record_for(layout, REF)
+    assert record is not None
+    assert record.config == image.config.digest
 
 
 def test_a_failing_podman_entry_leaves_no_link_and_no_metadata(
@@ -72,4 +74,4 @@ def test_a_failing_podman_entry_leaves_no_link_and_no_metadata(
     with pytest.raises(OSError, match="read-only"):
         write_pointers(layout, REF, [Converted(image, flat)], variant=False, podman=True)
     assert not os.path.lexists(layout.public_path(REF))
-    assert recorded_config(layout, REF) is None
+    assert record_for(layout, REF) is None

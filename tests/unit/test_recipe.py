@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from ducc.errors import RecipeInvalid
-from ducc.recipe import format_output, load_wishlist
+from ducc.recipe import CvmfsRepo, format_output, load_wishlist
+from ducc.recipe_options import (
+    RecipeOptions,
+    ignore_errors_from_environment,
+    read_ignore_errors_file,
+)
 from ducc.reference import parse_reference
 
 DATA = Path(__file__).parent.parent / "data"
@@ -38,10 +43,6 @@ BROKEN = [
     (
         "version: true\ncvmfs_repo: r.cern.ch\ninput: ['quay.io/a/b:1']\n",
         "r.yaml:1: version: expected the integer 1, got a boolean",
-    ),
-    (
-        "cvmfs_repo: r.cern.ch\ninput: ['quay.io/a/b:1']\n",
-        "r.yaml:1: missing required key 'version'",
     ),
     ("version: 1\ninput: ['quay.io/a/b:1']\n", "r.yaml:1: missing required key 'cvmfs_repo'"),
     ("version: 1\ncvmfs_repo: r.cern.ch\n", "r.yaml:1: missing required key 'input'"),
@@ -292,3 +293,98 @@ def test_output_name_per_expanded_tag(tmp_path: Path) -> None:
     assert wildcard.output_name(concrete) == (
         "https://gitlab-registry.cern.ch/unpacked/sync/atlas/analysisbase:21.2.10"
     )
+
+
+# --- read entry by entry, as `convert` and `loop` read recipes (DUCC converted the rest) ----
+
+LENIENT = RecipeOptions(strict=False)
+DUCC_STYLE = (
+    "cvmfs_repo: unpacked.test\n"
+    "input:\n"
+    "  - 'quay.io/team/app:1'\n"
+    "  - 'quay.io/Stimela/casa:1'\n"
+    "  - 'quay.io/team/app:1.1+'\n"
+    "  - 42\n"
+    "  - 'quay.io/team/app:v.*-cuda'\n"
+)
+
+
+def test_refused_entries_fail_alone_with_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(DUCC_STYLE)
+    wishlist = load_wishlist([str(path)], LENIENT)
+    assert [w.input for w in wishlist.wishes] == ["quay.io/team/app:1", "quay.io/team/app:v.*-cuda"]
+    refused = {r.location: r for r in wishlist.refused}
+    assert list(refused) == [f"{path}:4: input[1]", f"{path}:5: input[2]", f"{path}:6: input[3]"]
+    assert "must be lowercase" in refused[f"{path}:4: input[1]"].problem
+    assert refused[f"{path}:5: input[2]"].problem.startswith(f"{path}:5: input[2]: ")
+    assert "expected a string, got an integer" in refused[f"{path}:6: input[3]"].problem
+    assert str(refused[f"{path}:4: input[1]"].cvmfs_repo) == "unpacked.test"
+    assert f"{path}:1: no 'version' key: read as version 1" in wishlist.warnings[0]
+    (regex,) = [w for w in wishlist.warnings if "input[4]" in w]
+    assert "read as DUCC read it" in regex
+    assert "'v?*-cuda' matches the same tags" in regex
+
+
+def test_read_strictly_the_same_recipe_is_refused_whole(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(DUCC_STYLE)
+    with pytest.raises(RecipeInvalid) as info:
+        load_wishlist([str(path)])
+    assert len(info.value.problems) == 3
+
+
+def test_ignore_errors_covers_a_refused_entry(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(DUCC_STYLE + "ignoreErrors:\n  - 'quay.io/Stimela/*'\n")
+    refused = load_wishlist([str(path)], LENIENT).refused
+    assert [r.ignore_errors for r in refused] == [True, False, False]
+
+
+def test_ducc_ignore_errors_file_adds_to_every_recipe(tmp_path: Path) -> None:
+    extra = tmp_path / "ignore.yaml"
+    extra.write_text("ignoreErrors:\n  - 'quay.io/team/*'\n")
+    patterns = ignore_errors_from_environment({"DUCC_IGNORE_ERRORS_FILE": str(extra)})
+    path = tmp_path / "r.yaml"
+    path.write_text(DUCC_STYLE)
+    options = RecipeOptions(strict=False, extra_ignore_errors=patterns)
+    wishlist = load_wishlist([str(path)], options)
+    assert all(w.ignore_errors for w in wishlist.wishes)
+    assert ignore_errors_from_environment({}) == ()
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [(None, "cannot read it"), ("ignoreErrors: {a: b}\n", "must be a list"), ("[", "not valid")],
+)
+def test_a_bad_ignore_errors_file_is_refused_naming_the_variable(
+    tmp_path: Path, content: str | None, fragment: str
+) -> None:
+    extra = tmp_path / "ignore.yaml"
+    if content is not None:
+        extra.write_text(content)
+    with pytest.raises(RecipeInvalid) as info:
+        read_ignore_errors_file(extra)
+    (problem,) = info.value.problems
+    assert "DUCC_IGNORE_ERRORS_FILE" in problem
+    assert fragment in problem
+
+
+def test_a_given_repository_replaces_cvmfs_repo_as_for_prune_images(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("input: ['quay.io/team/app:1']\n")  # DUCC's prune-images read input: only
+    options = RecipeOptions(strict=False, repository=CvmfsRepo("unpacked.test"))
+    (wish,) = load_wishlist([str(path)], options).wishes
+    assert str(wish.cvmfs_repo) == "unpacked.test"
+
+
+def test_output_format_with_an_unknown_variable_is_kept_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(GOOD.replace("$(image)", "$(image)-$(nope)"))
+    wishlist = load_wishlist([str(path)], LENIENT)
+    assert any(
+        "unknown variable $(nope)" in w and "kept as written" in w for w in wishlist.warnings
+    )
+    name = wishlist.wishes[0].output_name()
+    assert name is not None
+    assert name.endswith("-$(nope)")

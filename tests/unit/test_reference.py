@@ -7,7 +7,7 @@ import time
 import pytest
 
 from ducc.errors import BadReference
-from ducc.reference import parse_reference
+from ducc.reference import TagPattern, parse_reference, suggested_glob
 
 H64 = "a" * 64
 H128 = "b" * 128
@@ -299,6 +299,46 @@ def test_wildcard_tags_are_shell_globs(pattern: str, tag: str, expected: bool) -
     assert ref.tag_glob().matches(tag) is expected
 
 
-def test_regex_syntax_in_a_wildcard_is_rejected() -> None:
-    with pytest.raises(BadReference, match="bad wildcard tag"):
-        parse_reference("quay.io/a/b:1.+*")
+# DUCC expanded a tag only when it held '*', turned each '*' into '.*' and kept the tags the
+# whole regular expression matches (`filterUsingGlob`, leftmost-longest match == the tag).
+DUCC_REGEX_CASES = [
+    ("1.+*", "1.1", True),
+    ("1.+*", "1x", True),  # '.' is any character and '+' repeats it
+    ("1.+*", "1", False),
+    ("v.*-cuda", "v1.2-cuda", True),
+    ("v.*-cuda", "v-cuda", False),  # DUCC's '.*' became '..*': at least one character
+    ("(7|8).*", "8.1", True),
+    ("(7|8).*", "9.1", False),
+    ("^v1.*$", "v1.0", True),
+    ("^v1.*$", "xv1.0", False),
+    (r"1\.2.*", "1.2.3", True),
+    (r"1\.2.*", "1x2.3", False),
+]
+
+
+@pytest.mark.parametrize(("pattern", "tag", "expected"), DUCC_REGEX_CASES)
+def test_a_ducc_regex_wildcard_matches_as_ducc_matched(
+    pattern: str, tag: str, expected: bool
+) -> None:
+    ref = parse_reference(f"quay.io/a/b:{pattern}")
+    assert ref.pattern is TagPattern.DUCC_REGEX
+    assert ref.is_wildcard
+    assert ref.tag_glob().matches(tag) is expected
+    glob = suggested_glob(pattern)
+    if glob is not None:  # the suggested glob matches exactly what DUCC's reading matches
+        assert parse_reference(f"quay.io/a/b:{glob}").tag_glob().matches(tag) is expected
+
+
+def test_a_ducc_regex_that_does_not_compile_is_refused() -> None:
+    with pytest.raises(BadReference, match="not a regular expression"):
+        parse_reference("quay.io/a/b:(1.*")
+
+
+def test_regex_signs_without_a_star_make_a_literal_bad_tag_as_for_ducc() -> None:
+    with pytest.raises(BadReference, match="no pattern: DUCC fetched it as a literal tag"):
+        parse_reference("quay.io/a/b:1.1+")
+
+
+def test_a_concrete_tag_of_a_ducc_regex_is_a_plain_reference() -> None:
+    ref = parse_reference("quay.io/a/b:v.*").with_tag("v1")
+    assert ref == parse_reference("quay.io/a/b:v1")

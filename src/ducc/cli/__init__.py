@@ -13,7 +13,15 @@ from typing import NoReturn
 import click
 
 from ducc import log
-from ducc.cli import convert, loop, ops, recipes, unpack  # noqa: F401 - they register their commands
+from ducc.cli import (  # noqa: F401 - they register their commands
+    convert,
+    ducc_commands,
+    loop,
+    ops,
+    recipes,
+    unpack,
+)
+from ducc.cli.compat import lift_global_options
 from ducc.cli.group import cli, debug_enabled
 from ducc.errors import DuccError, ExitCode
 
@@ -21,8 +29,9 @@ __all__ = ["cli", "main"]
 
 
 def _run(argv: list[str] | None) -> int:
+    args = lift_global_options(sys.argv[1:] if argv is None else list(argv))
     try:
-        result = cli.main(args=argv, prog_name="ducc", standalone_mode=False)
+        result = cli.main(args=args, prog_name="ducc", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:

@@ -14,6 +14,7 @@ from ducc.errors import InputError
 from ducc.platform import Platform, parse_platform
 from ducc.registry.client import Registries, RegistrySettings
 from ducc.registry.credentials import CredentialStore
+from ducc.registry.proxies import proxies_from_environment
 
 _SECONDS = "a number of seconds > 0"
 _DELAY = "a number of seconds >= 0"
@@ -66,7 +67,11 @@ def _number(text: str, expected: str) -> float | int | None:
 
 
 def open_registries() -> Registries:
-    return Registries(registry_settings(os.environ), credentials=CredentialStore.from_environment())
+    return Registries(
+        registry_settings(os.environ),
+        credentials=CredentialStore.from_environment(),
+        proxies=proxies_from_environment(os.environ),
+    )
 
 
 def platform_option(

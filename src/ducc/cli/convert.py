@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -11,21 +12,29 @@ import click
 
 from ducc import log
 from ducc.cli.common import warn
+from ducc.cli.compat import THIN_IMAGES_GONE, recipes_from_environment
 from ducc.cli.group import cli
 from ducc.cli.options import build_converter, conversion_options, publisher_options
 from ducc.convert import ConvertReport, Outcome
 from ducc.errors import AnotherDuccRunning, ExitCode, InputError
 from ducc.recipe import CvmfsRepo, Recipe, Wish, Wishlist, cvmfs_repo_problem, load_wishlist
+from ducc.recipe_options import RecipeOptions, ignore_errors_from_environment
 from ducc.reference import parse_reference
 from ducc.signals import INTERRUPTS
 from ducc.verify import verify
 
 
-def run_conversion(wishlist: Wishlist, kw: dict[str, Any], *, dry_run: bool, as_json: bool) -> int:
+def run_conversion(
+    wishlist: Wishlist, kw: dict[str, Any], *, dry_run: bool, as_json: bool, attempts: int = 1
+) -> int:
     converter = build_converter(kw, dry_run=dry_run)
     try:
         with INTERRUPTS.installed(), converter.registries:
             report = converter.run(wishlist)
+            for _ in range(attempts - 1):  # DUCC's convert-single-image -r/--attempts
+                if not report.failures:
+                    break
+                report = converter.run(wishlist)
     except AnotherDuccRunning as exc:
         click.echo(f"{exc.message}; nothing to do", err=True)
         return ExitCode.OK
@@ -56,20 +65,33 @@ def render_report(report: ConvertReport, *, as_json: bool) -> None:
         click.echo(line)
 
 
+def recipe_options(*, strict: bool) -> RecipeOptions:
+    """How `convert` and `loop` read recipes, with DUCC's `DUCC_IGNORE_ERRORS_FILE`."""
+    return RecipeOptions(
+        strict=strict, extra_ignore_errors=ignore_errors_from_environment(os.environ)
+    )
+
+
 @cli.command()
-@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("recipes", nargs=-1, type=click.Path(dir_okay=False))
 @publisher_options
 @conversion_options
 @click.option("--dry-run", is_flag=True, help="Print what would change; touch nothing.")
+@click.option(
+    "--strict", is_flag=True, help="Convert nothing when any recipe entry is refused (exit 2)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def convert(recipes: tuple[str, ...], dry_run: bool, as_json: bool, **kw: Any) -> int:
-    """Bring the repositories in line with RECIPES and publish the result.
+def convert(recipes: tuple[str, ...], dry_run: bool, strict: bool, as_json: bool, **kw: Any) -> int:
+    """Bring the repositories in line with RECIPES (default $RECIPE_FILE) and publish.
 
     Expands wildcards, polls every image (HEAD), converts what is new or changed (layers,
-    chains, flat root filesystem, metadata, public symlink, podman store) and publishes.
+    chains, flat root filesystem, metadata, public symlink, podman store) and publishes; an
+    image DUCC recorded whose config is unchanged is adopted as it is. A recipe entry that
+    cannot be read is a failed wish (with --strict, nothing is converted: exit 2).
     Exit 0 when everything succeeded (or failed only under ignoreErrors), 1 otherwise.
     """
-    wishlist = load_wishlist(list(recipes))
+    paths = recipes_from_environment(recipes, os.environ)
+    wishlist = load_wishlist(paths, recipe_options(strict=strict))
     if not as_json:
         warn(wishlist.warnings)
     return run_conversion(wishlist, kw, dry_run=dry_run, as_json=as_json)
@@ -80,9 +102,30 @@ def convert(recipes: tuple[str, ...], dry_run: bool, as_json: bool, **kw: Any) -
 @click.argument("repository")
 @publisher_options
 @conversion_options
+@click.option(
+    "-r",
+    "--attempts",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Attempts in all when the conversion fails (DUCC's).",
+)
+@click.option("-u", "--username", hidden=True, help="DUCC's thin-image user: ignored.")
+@click.option("--thin-image-name", hidden=True, help="DUCC's thin-image name: ignored.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def convert_single_image(image: str, repository: str, as_json: bool, **kw: Any) -> int:
+def convert_single_image(
+    image: str,
+    repository: str,
+    *,
+    attempts: int,
+    username: str | None,
+    thin_image_name: str | None,
+    as_json: bool,
+    **kw: Any,
+) -> int:
     """Convert IMAGE into the cvmfs REPOSITORY (`repo` or `repo/subdir`), no recipe needed."""
+    if username is not None or thin_image_name is not None:
+        warn([THIN_IMAGES_GONE])
     problem = cvmfs_repo_problem(repository)
     if problem:
         raise InputError(f"repository: {problem}")
@@ -93,7 +136,7 @@ def convert_single_image(image: str, repository: str, as_json: bool, **kw: Any) 
         recipe="<command line>", line=0, index=0, input=image, reference=ref, cvmfs_repo=repo
     )
     wishlist = Wishlist(recipes=[Recipe("<command line>", repo, (wish,))])
-    return run_conversion(wishlist, kw, dry_run=False, as_json=as_json)
+    return run_conversion(wishlist, kw, dry_run=False, as_json=as_json, attempts=attempts)
 
 
 @cli.command("verify")

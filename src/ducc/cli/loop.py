@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from ducc.cli.common import warn
+from ducc.cli.compat import recipes_from_environment
+from ducc.cli.convert import recipe_options
 from ducc.cli.group import cli
 from ducc.cli.options import build_converter, conversion_options, publisher_options
 from ducc.daemon import Daemon, LoopOptions
@@ -37,9 +39,12 @@ def read_secret(path: Path | None) -> str:
 
 
 @cli.command()
-@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("recipes", nargs=-1, type=click.Path(dir_okay=False))
 @publisher_options
 @conversion_options
+@click.option(
+    "--strict", is_flag=True, help="Refuse a recipe with any refused entry (exit 2 at start)."
+)
 @click.option(
     "--interval", default="10m", show_default=True, help="Time between checks of an image."
 )
@@ -70,9 +75,12 @@ def read_secret(path: Path | None) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write Prometheus metrics here after each cycle (node_exporter).",
 )
-def loop(recipes: tuple[str, ...], **kw: Any) -> int:
-    """Keep the repositories in step with RECIPES until stopped (SIGTERM): poll every image
-    on a schedule, convert what changed, re-read the recipes when they change or on SIGHUP."""
+def loop(recipes: tuple[str, ...], strict: bool, **kw: Any) -> int:
+    """Keep the repositories in step with RECIPES (default $RECIPE_FILE, as DUCC's unit file
+    runs `loop $RECIPE_FILE`) until stopped (SIGTERM): poll every image on a schedule, convert
+    what changed, re-read the recipes when they change or on SIGHUP. A recipe entry that
+    cannot be read is logged and recorded as a failed wish; the others are kept in step."""
+    paths = recipes_from_environment(recipes, os.environ)
     interval, jitter, max_backoff = kw.pop("interval"), kw.pop("jitter"), kw.pop("max_backoff")
     webhook_listen, secret_file = kw.pop("webhook_listen"), kw.pop("webhook_secret_file")
     metrics_listen, metrics_textfile = kw.pop("metrics_listen"), kw.pop("metrics_textfile")
@@ -85,7 +93,7 @@ def loop(recipes: tuple[str, ...], **kw: Any) -> int:
     if options.interval <= 0:
         raise InputError("--interval must be longer than 0")
     converter = build_converter(kw)
-    daemon = Daemon(list(recipes), converter, options)
+    daemon = Daemon(paths, converter, options, recipe_options(strict=strict))
     warn(daemon.wishlist.warnings)
     servers: list[Any] = []
     try:

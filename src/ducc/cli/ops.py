@@ -15,14 +15,16 @@ from ducc.cli.group import alias, cli
 from ducc.cli.options import publisher_options, publisher_settings, state_dir_of
 from ducc.convert import by_repo
 from ducc.errors import ExitCode, InputError
-from ducc.gc import collect_garbage
+from ducc.gc import GcOptions, GcReport, collect_garbage
+from ducc.gc_list import read_candidates, write_candidates
 from ducc.layout import Layout
 from ducc.publish.base import Publisher
-from ducc.recipe import CvmfsRepo, cvmfs_repo_problem, load_wishlist
+from ducc.recipe import CvmfsRepo, Wishlist, cvmfs_repo_problem, load_wishlist
+from ducc.recipe_options import RecipeOptions
 from ducc.reference import parse_reference
 from ducc.signals import INTERRUPTS
 from ducc.state import State
-from ducc.units import human_bytes, parse_duration
+from ducc.units import human_bytes, parse_grace_period
 from ducc.unpublish import delete_image, plan_prune, prune
 
 
@@ -98,26 +100,85 @@ def status(state_dir: Path | None, history: int, as_json: bool) -> None:
 @cli.command()
 @click.argument("repository")
 @publisher_options
-@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
-@click.option("--grace-period", default="7d", show_default=True, help="Keep younger products.")
+@click.option("-n", "--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@click.option(
+    "--grace-period",
+    default="7d",
+    show_default=True,
+    help="Keep unreachable products younger than this: a bare number is days, as in DUCC "
+    "(30 = 30 days); or 12h, 7d.",
+)
+@click.option(
+    "--remove-unknown-chains",
+    is_flag=True,
+    help="Also remove unreachable chains ducc did not build (DUCC's); they are kept otherwise.",
+)
+@click.option(
+    "--scan-only",
+    is_flag=True,
+    help="DUCC's first phase: list what would be removed, remove nothing; with --db-path, "
+    "write the list there.",
+)
+@click.option(
+    "--delete-only",
+    is_flag=True,
+    help="DUCC's second phase: scan again and remove; with --db-path, only what the list "
+    "written by --scan-only names (and is still unreachable).",
+)
+@click.option(
+    "--db-path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The list of --scan-only (one repository path per line); ducc keeps no database.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def gc(repository: str, dry_run: bool, grace_period: str, as_json: bool, **kw: Any) -> None:
+def gc(
+    repository: str,
+    *,
+    dry_run: bool,
+    grace_period: str,
+    remove_unknown_chains: bool,
+    scan_only: bool,
+    delete_only: bool,
+    db_path: Path | None,
+    as_json: bool,
+    **kw: Any,
+) -> None:
     """Remove flat trees, chains, layers and podman entries no published image reaches.
 
-    REPOSITORY is the cvmfs_repo (`repo` or `repo/subdir`).
+    REPOSITORY is the cvmfs_repo (`repo` or `repo/subdir`). A record gc cannot read stops it
+    before anything is removed (exit 1). Chains ducc did not build (DUCC's) are kept.
     """
-    grace = parse_duration(grace_period)
+    if scan_only and delete_only:
+        raise click.UsageError("--scan-only and --delete-only exclude each other")
+    only = read_candidates(db_path) if delete_only and db_path is not None else None
+    options = GcOptions(
+        grace=parse_grace_period(grace_period),
+        dry_run=dry_run or scan_only,
+        remove_unknown_chains=remove_unknown_chains,
+        only=only,
+    )
     publisher = _published(publisher_settings(kw, quiet=True).make(_repo(repository)), repository)
     with INTERRUPTS.installed():
-        report = collect_garbage(publisher, grace=grace, dry_run=dry_run, wait=True)
+        report = collect_garbage(publisher, options)
+    if db_path is not None and not delete_only:
+        write_candidates(db_path, report)
+    render_gc(report, as_json=as_json)
+
+
+def render_gc(report: GcReport, *, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(asdict(report), indent=2))
         return
-    verb = "would remove" if dry_run else "removed"
+    verb = "would remove" if report.dry_run else "removed"
     click.echo(
         f"{verb} {len(report.removed)} products and {len(report.podman_images)} podman "
         f"entries; {report.reachable} reachable, {len(report.young)} kept by the grace period"
     )
+    if report.unknown_chains:
+        click.echo(
+            f"kept {len(report.unknown_chains)} unreachable chains ducc did not build "
+            "(DUCC's; --remove-unknown-chains removes them)"
+        )
     for path in report.removed:
         click.echo(f"  {path}")
 
@@ -129,16 +190,23 @@ def gc(repository: str, dry_run: bool, grace_period: str, as_json: bool, **kw: A
 def prune_command(recipes: tuple[str, ...], dry_run: bool, **kw: Any) -> int:
     """Unpublish images the RECIPES no longer wish for, or whose tag left the registry.
 
-    Their data stays for `ducc gc`. A wish whose registry cannot be reached keeps its images.
+    Their data stays for `ducc gc`. A wish whose registry cannot be reached keeps its images,
+    and so does a recipe entry that cannot be read. DUCC's `prune-images REPO [WISHLIST...]`
+    takes the repository first.
     """
-    wishlist = load_wishlist(list(recipes))
+    return run_prune(load_wishlist(list(recipes), RecipeOptions(strict=False)), kw, dry_run)
+
+
+def run_prune(wishlist: Wishlist, kw: dict[str, Any], dry_run: bool) -> int:
+    """Prune every repository the wishlist names; print what goes and what stays."""
     warn(wishlist.warnings)
     settings = publisher_settings(kw, quiet=True)
     with INTERRUPTS.installed(), open_registries() as registries:
         for repo, wishes in by_repo(wishlist.wishes).items():
+            refused = [r for r in wishlist.refused if r.cvmfs_repo == repo]
             publisher = _published(settings.make(repo), repo)
             with publisher.session(wait=kw["wait"]):
-                plan = plan_prune(Layout(publisher.root), wishes, registries)
+                plan = plan_prune(Layout(publisher.root), wishes, registries, refused)
                 prune(publisher, plan, dry_run=dry_run)
             verb = "would unpublish" if dry_run else "unpublished"
             click.echo(f"{repo}: {verb} {len(plan.remove)} images")
@@ -146,6 +214,10 @@ def prune_command(recipes: tuple[str, ...], dry_run: bool, **kw: Any) -> int:
                 click.echo(f"  {name}")
             for name in plan.kept_unsure:
                 click.echo(f"  kept (registry unreachable): {name}")
+            for name in plan.kept_refused:
+                click.echo(f"  kept (its recipe entry cannot be read): {name}")
+    for refused_wish in wishlist.refused:
+        click.echo(f"warning: {refused_wish.problem}", err=True)
     return ExitCode.OK
 
 
@@ -179,4 +251,3 @@ def delete_image_command(
 
 
 alias("garbage-collection", "gc")
-alias("prune-images", "prune")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,6 +12,8 @@ import click
 
 from ducc import log
 from ducc.cli.common import open_registries, platform_option
+from ducc.cli.compat import downloads_from_temporary
+from ducc.cli.group import global_downloads_dir, temporary_dir
 from ducc.convert import Converter, ConvertOptions
 from ducc.errors import InputError
 from ducc.layers import Limits
@@ -22,6 +25,10 @@ from ducc.units import parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 _log = log.get("cli")
+MAX_DOWNLOADS = 64
+SKIP_LAYERS_NOTE = (
+    "-d/--skip-layers is deprecated in DUCC and has no effect: layers are always published"
+)
 
 
 def _apply(func: F, options: list[Callable[[F], F]]) -> F:
@@ -152,10 +159,11 @@ def conversion_options(func: F) -> F:
             click.option("-f", "--overwrite-layers", is_flag=True, help="Ingest layers again."),
             click.option(
                 "--max-concurrent-downloads",
-                type=click.IntRange(1, 64),
+                type=click.IntRange(0, MAX_DOWNLOADS),
                 envvar="DUCC_MAX_CONCURRENT_DOWNLOADS",
                 default=4,
                 show_default=True,
+                help=f"Blobs fetched at once; 0 (DUCC's 'unlimited') means {MAX_DOWNLOADS}.",
             ),
             click.option("--shard", metavar="I/N", help="Convert only shard I of N (0-based)."),
             click.option(
@@ -169,6 +177,13 @@ def conversion_options(func: F) -> F:
                 is_flag=True,
                 hidden=True,
                 help="Accepted for DUCC compatibility; ducc never builds thin images.",
+            ),
+            click.option(
+                "-d",
+                "--skip-layers",
+                is_flag=True,
+                hidden=True,
+                help="DUCC's deprecated no-op: layers are always published (a warning says so).",
             ),
             limit_options,
         ],
@@ -212,6 +227,8 @@ def publisher_settings(kw: dict[str, Any], *, quiet: bool = False) -> PublisherS
 
 def build_converter(kw: dict[str, Any], *, dry_run: bool = False) -> Converter:
     """A converter from the shared options (the CLI's one place for settings)."""
+    if kw.pop("skip_layers", False):
+        click.echo(f"warning: {SKIP_LAYERS_NOTE}", err=True)
     settings = publisher_settings(kw, quiet=dry_run)
     if kw["server_overlay"] and settings.kind != PublisherKind.CVMFS:
         raise InputError("--server-overlay needs the cvmfs publisher (cvmfs_server overlay)")
@@ -220,7 +237,7 @@ def build_converter(kw: dict[str, Any], *, dry_run: bool = False) -> Converter:
         skip_chains=kw["skip_chains"],
         server_overlay=kw["server_overlay"],
         overwrite_layers=kw["overwrite_layers"],
-        max_concurrent_downloads=kw["max_concurrent_downloads"],
+        max_concurrent_downloads=kw["max_concurrent_downloads"] or MAX_DOWNLOADS,
         limits=limits_of(kw),
     )
     options = ConvertOptions(
@@ -233,6 +250,11 @@ def build_converter(kw: dict[str, Any], *, dry_run: bool = False) -> Converter:
         shard=parse_shard(kw["shard"]),
         wait=kw["wait"],
     )
-    downloads = kw["downloads_dir"] or settings.state_dir / "downloads"
+    downloads = (
+        kw["downloads_dir"]
+        or global_downloads_dir()
+        or downloads_from_temporary(temporary_dir(), os.environ)
+        or settings.state_dir / "downloads"
+    )
     state = None if dry_run else State(settings.state_dir)
     return Converter(open_registries(), settings.make, downloads, options, state)

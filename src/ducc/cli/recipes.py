@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from typing import Any
 
@@ -10,11 +11,13 @@ import click
 
 from ducc import log
 from ducc.cli.common import open_registries, platform_option, warn
+from ducc.cli.compat import USERNAME_IGNORED
 from ducc.cli.group import alias, cli
 from ducc.errors import ExitCode
 from ducc.expansion import Expansion, expand_all
 from ducc.platform import Platform
 from ducc.recipe import Wishlist, load_wishlist
+from ducc.recipe_options import RecipeOptions, ignore_errors_from_environment
 from ducc.reference import Reference, parse_reference
 from ducc.registry.manifests import ResolvedImage, resolve
 
@@ -41,7 +44,8 @@ def _wishlist_summary(wishlist: Wishlist) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def check(recipes: tuple[str, ...], as_json: bool) -> None:
     """Validate RECIPES; report every problem at once (exit 2) or summarise them."""
-    wishlist = load_wishlist(list(recipes))
+    extra = ignore_errors_from_environment(os.environ)
+    wishlist = load_wishlist(list(recipes), RecipeOptions(extra_ignore_errors=extra))
     summary = _wishlist_summary(wishlist)
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -120,14 +124,21 @@ def expand(
     paths = [*recipes, *more]
     if not paths and not images:
         raise click.UsageError("give at least one recipe or --image")
-    wishlist = load_wishlist(paths) if paths else Wishlist()
+    options = RecipeOptions(
+        strict=False, extra_ignore_errors=ignore_errors_from_environment(os.environ)
+    )
+    wishlist = load_wishlist(paths, options) if paths else Wishlist()
     items = [(w.reference, w.ignore_errors) for w in wishlist.wishes]
     items += [(parse_reference(text), False) for text in images]
     labels = [f"{w.location}: {w.input}" for w in wishlist.wishes] + list(images)
     with open_registries() as registries:
         results = expand_all(registries, items, concurrency=jobs)
     _render_expansions(results, labels, wishlist.warnings, as_json)
-    failed = [r for r in results if r.failed and not r.ignore_errors]
+    for refused in wishlist.refused:
+        prefix = "ignored" if refused.ignore_errors else "error"
+        click.echo(f"{prefix}: {refused.problem}", err=True)
+    failed = any(r.failed and not r.ignore_errors for r in results)
+    failed |= any(not r.ignore_errors for r in wishlist.refused)
     return ExitCode.FAILED if failed else ExitCode.OK
 
 
@@ -165,8 +176,13 @@ def _render_expansions(
     help="The platform picked from an index (default linux/amd64).",
 )
 @click.option("--multi-arch", is_flag=True, help="Every platform of the index.")
-def download_manifest(image: str, platform: Platform | None, multi_arch: bool) -> None:
+@click.option("-u", "--username", hidden=True, help="DUCC's user (for thin images only): ignored.")
+def download_manifest(
+    image: str, platform: Platform | None, multi_arch: bool, username: str | None
+) -> None:
     """Print IMAGE's manifest (index) and the selected platforms' manifests as JSON."""
+    if username is not None:
+        warn([USERNAME_IGNORED])
     ref = parse_reference(image)
     with open_registries() as registries:
         resolved = resolve(registries.client(ref), ref, platform=platform, multi_arch=multi_arch)
@@ -200,5 +216,4 @@ def _manifest_document(ref: Reference, resolved: list[ResolvedImage]) -> dict[st
 
 alias("check-image", "check-image-syntax")
 alias("image-check", "check-image-syntax")
-alias("expand-wildcard", "expand")
 alias("get-manifest", "download-manifest")

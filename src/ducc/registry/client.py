@@ -4,6 +4,8 @@
 `/v2/` once, answers Bearer or Basic challenges, retries transient faults (connection errors,
 5xx, 429) with exponential backoff and jitter honouring `Retry-After`, waits out an exhausted
 `ratelimit-remaining`, bounds concurrent requests and turns error bodies into typed errors.
+A registry behind a pull-through proxy (`DUCC_<R>_PROXY`) gets a client for the proxy whose
+repository names carry the proxy's prefix (`/v2/<prefix>/<repository>/...`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ducc.registry.faults import (
     rate_limit_remaining,
     read_body,
 )
+from ducc.registry.proxies import Proxy
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
@@ -94,9 +97,11 @@ class RegistryClient:
         session: requests.Session | None = None,
         sleep: Sleep = time.sleep,
         clock: Clock = time.monotonic,
+        prefix: str = "",
     ) -> None:
         self.scheme = scheme
         self.api_host = api_host
+        self.prefix = prefix.strip("/")  # a pull-through proxy's repository prefix
         self.base_url = f"{scheme}://{api_host}"
         self.settings = settings
         self.session = session if session is not None else new_session(settings)
@@ -111,6 +116,10 @@ class RegistryClient:
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.base_url!r})"
+
+    def scoped(self, repository: str) -> str:
+        """The repository as this host names it (behind a proxy: `<prefix>/<repository>`)."""
+        return f"{self.prefix}/{repository}" if self.prefix and repository else repository
 
     def request(
         self,
@@ -167,6 +176,9 @@ class RegistryClient:
         )
 
     def absolute(self, target: str) -> str:
+        """`target` as a URL; a `/v2/<repository>/...` path gets the proxy's prefix."""
+        if self.prefix and target.startswith("/v2/") and target != "/v2/":
+            target = f"/v2/{self.prefix}/{target.removeprefix('/v2/')}"
         return urljoin(self.base_url + "/", target)
 
     def same_host(self, url: str) -> bool:
@@ -178,6 +190,7 @@ class RegistryClient:
     ) -> requests.Response:
         if counted:
             self._rate_gate()
+        repository = self.scoped(repository)
         authorization = self.authorizer.header(repository) if self.same_host(url) else None
         response = self.send(method, url, _with_auth(headers, authorization))
         if response.status_code == 401 and self.same_host(url):
@@ -325,21 +338,27 @@ class Registries:
         sleep: Sleep = time.sleep,
         clock: Clock = time.monotonic,
         session_factory: Callable[[RegistrySettings], requests.Session] = new_session,
+        proxies: tuple[Proxy, ...] = (),
     ) -> None:
         self.settings = settings or RegistrySettings()
         self.credentials = credentials if credentials is not None else CredentialStore()
+        self.proxies = proxies
         self._sleep = sleep
         self._clock = clock
         self._session_factory = session_factory
-        self._clients: dict[tuple[str, str], RegistryClient] = {}
+        self._clients: dict[tuple[str, str, str], RegistryClient] = {}
         self._lock = threading.Lock()
 
     def client(self, ref: Reference) -> RegistryClient:
+        """The client for `ref`'s registry, or for the pull-through proxy that serves it."""
+        proxy = next((p for p in self.proxies if p.serves(ref.registry)), None)
+        if proxy is not None:
+            return self.for_host(proxy.scheme or ref.scheme, proxy.host, proxy.path)
         return self.for_host(ref.scheme, ref.api_host)
 
-    def for_host(self, scheme: str, api_host: str) -> RegistryClient:
+    def for_host(self, scheme: str, api_host: str, prefix: str = "") -> RegistryClient:
         with self._lock:
-            key = (scheme, api_host)
+            key = (scheme, api_host, prefix)
             if key not in self._clients:
                 self._clients[key] = RegistryClient(
                     scheme,
@@ -349,6 +368,7 @@ class Registries:
                     session=self._session_factory(self.settings),
                     sleep=self._sleep,
                     clock=self._clock,
+                    prefix=prefix,
                 )
             return self._clients[key]
 

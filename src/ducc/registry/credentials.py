@@ -1,7 +1,8 @@
 """Registry credentials from the ecosystem's usual places, looked up per registry.
 
 Sources, first match wins: DUCC's variables (`DUCC_AUTH_REGISTRIES=a,b`, `DUCC_<a>_IDENT`,
-`DUCC_<a>_USER`, `DUCC_<a>_PASS`), `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+`DUCC_<a>_USER`, `DUCC_<a>_PASS`; with `DUCC_<a>_PROXY` they are the proxy's),
+`$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
 `~/.config/containers/auth.json`, `~/.docker/config.json`. Within a file: the credential
 helper `credHelpers` names for the registry, then `auths` (base64 `auth`, the most specific
 key), then the `credsStore` helper. A password never appears in a repr, a log line or an
@@ -23,6 +24,7 @@ from ducc import log
 from ducc.errors import CredentialsInvalid
 from ducc.reference import DOCKER_HUB_ALIASES
 from ducc.registry.helpers import Answer, CredentialHelper, HelperAnswers
+from ducc.registry.proxies import parse_proxy
 
 _DOCKER_HUB_KEY = "docker.io"
 _DOCKER_HUB_SERVER = "https://index.docker.io/v1/"  # the address helpers know Docker Hub by
@@ -138,17 +140,25 @@ def _ducc_entries(env: Mapping[str, str]) -> list[_Entry]:
         ident = env.get(f"DUCC_{name}_IDENT", "")
         user = env.get(f"DUCC_{name}_USER", "")
         password = env.get(f"DUCC_{name}_PASS", "")
-        if not ident or not user or not password:
+        proxy = env.get(f"DUCC_{name}_PROXY", "").strip()
+        if not ident or ((not user or not password) and not proxy):
             raise CredentialsInvalid(
-                f"DUCC_AUTH_REGISTRIES names {name!r} but DUCC_{name}_IDENT, DUCC_{name}_USER "
-                f"or DUCC_{name}_PASS is missing or empty",
-                hint=f"set all three, or remove {name!r} from DUCC_AUTH_REGISTRIES",
+                f"DUCC_AUTH_REGISTRIES names {name!r} but DUCC_{name}_IDENT, or DUCC_{name}_USER "
+                f"and DUCC_{name}_PASS (or DUCC_{name}_PROXY), are missing or empty",
+                hint=f"set them, or remove {name!r} from DUCC_AUTH_REGISTRIES",
             )
-        if env.get(f"DUCC_{name}_PROXY"):
-            log.get("credentials").warning("ducc_proxy_unsupported", registry=name)
+        if not user or not password:
+            if user or password:
+                log.get("credentials").warning("ducc_proxy_half_credentials", registry=name)
+            continue  # a proxy asked anonymously, as DUCC asked it
         source = f"DUCC_{name}_USER/_PASS"
         credential = Credential(user, password, source)
-        entries.append(_Entry(_canonical(ident), source, credential, substring=True))
+        if proxy:  # requests for the registry go to the proxy: so do its credentials
+            target = parse_proxy(name, ident, proxy)
+            key = f"{target.host}/{target.path}" if target.path else target.host
+            entries.append(_Entry(_canonical(key), source, credential))
+        else:
+            entries.append(_Entry(_canonical(ident), source, credential, substring=True))
     return entries
 
 

@@ -14,7 +14,7 @@ import requests
 
 from ducc import log
 from ducc.errors import BadReference, NoMatchingTags, RegistryError
-from ducc.reference import Reference, parse_reference
+from ducc.reference import Reference, TagPattern, parse_reference
 from ducc.registry.client import RegistryClient
 
 MAX_TAGS_PAGE_BYTES = 16 * 1024 * 1024
@@ -86,7 +86,9 @@ def expand(client: RegistryClient, ref: Reference) -> list[Reference]:
         raise NoMatchingTags(
             f"{ref}: no tag matches {ref.tag!r} among the {len(tags)} tags "
             f"{ref.registry} lists for {ref.repository}",
-            hint="check the pattern; '*' and '?' match within the tag, '.' is literal",
+            hint="check the pattern; '*' and '?' match within the tag, '.' is literal"
+            if ref.pattern is TagPattern.GLOB
+            else "check the pattern, read as DUCC read it: a regular expression, '*' as '.*'",
         )
     return matched
 
