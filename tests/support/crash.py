@@ -32,8 +32,10 @@ from tests.support.registry import LocalRegistry
 
 # cvmfs_server faults a trial may inject into the run it kills (tests/fakes/README.md).
 FAULTS: tuple[tuple[str, Sequence[str]], ...] = (
-    ("FAKE_CVMFS_FAIL_PUBLISH", ("1", "2", "3")),
+    # an image publishes up to 6 times (shard directories, chains, flat tree, final step)
+    ("FAKE_CVMFS_FAIL_PUBLISH", ("1", "2", "3", "4", "5", "6")),
     ("FAKE_CVMFS_FAIL_INGEST", ("1", "2")),
+    ("FAKE_CVMFS_FAIL_TRANSACTION", ("1", "2", "3")),
     ("FAKE_CVMFS_DIE_INGEST", ("1", "2")),
     ("FAKE_CVMFS_SLOW_PUBLISH", ("0.3", "0.6")),
 )
@@ -44,7 +46,9 @@ PHASES = {
     "stale_staging_removed": "recovery",
     "blob_download": "download",
     "transaction_opened": "transaction open",
-    "flat_built": "transaction open",
+    "flat_built": "between steps",
+    "chain_built": "between steps",
+    "incomplete_product_rebuilt": "recovery",
     "layer_ingested": "ingest",
     "transaction_published": "between steps",
     "transaction_aborted": "between steps",

@@ -1,24 +1,19 @@
 """What each `cvmfs_server` call costs a real stratum 0, measured where it is paid.
 
-`tests/support/meter/cvmfs_server`, first on PATH, stands in for the real `cvmfs_server`
-(`DUCC_METER_SERVER`): before a `publish` it counts the regular files and bytes in the
-transaction's upper (scratch) directory, which the publish must compress and hash, then runs
-the real command and appends one JSON line per call to `DUCC_METER_LOG`. It changes nothing
-the real server does: arguments, standard streams and the exit code pass through.
+`tests/support/meter/cvmfs_server` (a shell script), first on PATH, stands in for the real
+`cvmfs_server` (`DUCC_METER_SERVER`): before a `publish` it counts the regular files and
+bytes in the transaction's upper (scratch) directory, which the publish must compress and
+hash, then runs the real command and appends one JSON line per call to `DUCC_METER_LOG`. It
+changes nothing the real server does: arguments, standard streams and the exit code pass
+through. This module reads its log.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-
-from tests.support.real_cvmfs import SPOOL, upper_usage
 
 METER_DIR = Path(__file__).resolve().parent / "meter"
 LOG_VARIABLE = "DUCC_METER_LOG"
@@ -57,28 +52,3 @@ def calls(log: Path) -> list[Call]:
     if not log.is_file():
         return []
     return [Call(**json.loads(line)) for line in log.read_text().splitlines() if line]
-
-
-def _repo(argv: Sequence[str]) -> str:
-    """The repository a call names: its last argument, without a lease path."""
-    return argv[-1].split("/", 1)[0] if len(argv) > 1 else ""
-
-
-def main(argv: list[str]) -> int:
-    server = os.environ[SERVER_VARIABLE]
-    args = argv[1:]
-    verb = args[0] if args else ""
-    repo = _repo(args)
-    files = size = 0
-    if verb == "publish" and repo:
-        files, size = upper_usage(SPOOL / repo / "scratch" / "current")
-    started = time.monotonic()
-    code = subprocess.run([server, *args], check=False).returncode
-    call = Call(verb, args, repo, round(time.monotonic() - started, 3), code, files, size)
-    with open(os.environ[LOG_VARIABLE], "a") as log:
-        log.write(json.dumps(asdict(call)) + "\n")
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))

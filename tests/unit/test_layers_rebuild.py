@@ -133,3 +133,35 @@ def test_absurd_pax_times_are_rebuilt_clamped(pax_mtime: str, expected: int) -> 
     members = {m.name: m for m in _members(_rebuild(layer))}
     assert members["victim"].mtime == expected
     assert members["after"].mtime == 1_600_000_000
+
+
+def _plain(layer: list[E], lower: Path | None = None) -> bool:
+    return rebuild_tar(stream_of(tar_bytes(layer)), io.BytesIO(), name="L", lower=lower).plain
+
+
+PLAIN = [d("etc"), f("etc/a", b"1"), hard("etc/b", "etc/a"), sym("lib", "usr/lib"), d("usr")]
+
+
+@pytest.mark.parametrize(
+    ("extra", "plain"),
+    [
+        ([], True),
+        ([d("./")], True),  # a root entry as the tree's own root would be
+        ([d("./", mode=0o700)], False),  # one that would change the chain's root
+        ([E("etc/.wh.a")], False),  # a whiteout: the literal tree keeps the marker
+        ([E("etc/.wh..wh..opq")], False),
+        ([f("etc/a", b"2")], False),  # a name twice: which one the ingest keeps is its own
+        ([f("lib/libx.so", b"x")], False),  # below a symlink of the layer
+    ],
+)
+def test_a_plain_layer_is_its_own_changeset(extra: list[E], plain: bool) -> None:
+    """`plain`: the literal tree equals the changeset applied to an empty tree, so the
+    bottom chain may be a copy of the published layer tree."""
+    assert _plain([*PLAIN, *extra]) is plain
+
+
+def test_a_file_copied_from_below_is_not_plain(tmp_path: Path) -> None:
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    (lower / "data").write_bytes(b"lower")
+    assert _plain([hard("link", "data")], lower=lower) is False
