@@ -179,14 +179,13 @@ class ImageBuilder:
         (None with --skip-flat). `ingested` (added to) holds the layers this job ingested
         already: a manifest may list one blob twice, and platforms may share layers."""
         flat = self.layout.flat_dir(image.config.digest)
-        if self.options.skip_flat or flat_complete(self.layout, image.config.digest):
+        complete = flat_complete(self.layout, image.config.digest)
+        if self.options.skip_flat or complete or self.overlay:
             for plan in plans:
                 self.ingest_layer(plans, plan, stats, ingested)
-            return None if self.options.skip_flat else flat
-        if self.overlay:
-            for plan in plans:
-                self.ingest_layer(plans, plan, stats, ingested)
-            return self.overlay_flat(image, plans, stats)
+            if self.options.skip_flat:
+                return None
+            return flat if complete else self.overlay_flat(image, plans, stats)
         first = len(plans) if self.options.skip_chains else self._first_chain(plans)
         self.publisher.directories(self._parents(plans[first:], flat))
         for plan in plans:

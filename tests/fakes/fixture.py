@@ -118,10 +118,10 @@ def unmount_under(prefix: Path) -> None:
 SESSION_LOCK = ".fake-cvmfs-session"
 
 
-def _live_session(directory: Path) -> bool:
-    """True when a running pytest session holds `directory`'s session lock."""
+def flock_held(path: Path) -> bool:
+    """True when a running process holds an flock on `path`."""
     try:
-        fd = os.open(directory / SESSION_LOCK, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return False
     try:
@@ -131,6 +131,11 @@ def _live_session(directory: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def _live_session(directory: Path) -> bool:
+    """True when a running pytest session holds `directory`'s session lock."""
+    return flock_held(directory / SESSION_LOCK)
 
 
 def sweep(base: Path) -> None:

@@ -7,17 +7,16 @@ symlinked parents, special files and owners. Needs root (umoci applies owners an
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from ducc.unpack import unpack_layers
 from tests.support.layer_tars import E, d, f, hard, sym, write_image
+from tests.support.trees import describe, umoci_rootfs
 
 pytestmark = [
     pytest.mark.root,
@@ -101,29 +100,6 @@ TOP = [
 ]
 
 
-def _describe(root: Path) -> dict[str, tuple[object, ...]]:
-    found: dict[str, tuple[object, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            info = os.lstat(path)
-            if stat.S_ISREG(info.st_mode):
-                body: object = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-            elif stat.S_ISLNK(info.st_mode):
-                body = os.readlink(path)
-            elif stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
-                body = (os.major(info.st_rdev), os.minor(info.st_rdev))
-            else:
-                body = None
-            xattrs = sorted(
-                (n, os.getxattr(path, n, follow_symlinks=False))
-                for n in os.listxattr(path, follow_symlinks=False)
-            )
-            rel = os.path.relpath(path, root)
-            found[rel] = (info.st_mode, info.st_uid, info.st_gid, body, tuple(xattrs))
-    return found
-
-
 def _link_groups(root: Path) -> set[frozenset[str]]:
     groups: dict[int, set[str]] = {}
     for dirpath, _, filenames in os.walk(root):
@@ -135,15 +111,6 @@ def _link_groups(root: Path) -> set[frozenset[str]]:
     return {frozenset(g) for g in groups.values() if len(g) > 1}
 
 
-def _umoci(image_ref: str, bundle: Path) -> Path:
-    subprocess.run(
-        ["umoci", "unpack", "--image", image_ref, os.fspath(bundle)],
-        check=True,
-        capture_output=True,
-    )
-    return bundle / "rootfs"
-
-
 @pytest.mark.parametrize(
     "layers",
     [[BASE], [BASE, MIDDLE], [BASE, MIDDLE, TOP]],
@@ -151,10 +118,10 @@ def _umoci(image_ref: str, bundle: Path) -> Path:
 )
 def test_flat_tree_equals_umoci_unpack(tmp_path: Path, layers: list[list[E]]) -> None:
     sources = write_image(tmp_path / "layout", "test", layers)
-    reference = _umoci(f"{tmp_path / 'layout'}:test", tmp_path / "bundle")
+    reference = umoci_rootfs(f"{tmp_path / 'layout'}:test", tmp_path / "bundle")
     ours = tmp_path / "ours"
     unpack_layers(ours, sources)
-    theirs_tree, ours_tree = _describe(reference), _describe(ours)
+    theirs_tree, ours_tree = describe(reference), describe(ours)
     assert sorted(ours_tree) == sorted(theirs_tree)
     for path, described in theirs_tree.items():
         assert ours_tree[path] == described, path
@@ -167,9 +134,9 @@ def test_the_comparison_sees_differences(tmp_path: Path) -> None:
     sources = write_image(tmp_path / "layout", "t", [[f("x", b"1"), hard("y", "x")]])
     unpack_layers(a, sources)
     unpack_layers(b, sources)
-    assert _describe(a) == _describe(b)
+    assert describe(a) == describe(b)
     os.chmod(b / "x", 0o4755)  # noqa: S103 - a difference the comparison must see
-    assert _describe(a) != _describe(b)
+    assert describe(a) != describe(b)
     os.unlink(b / "y")
     (b / "y").write_bytes(b"1")
     assert _link_groups(a) != _link_groups(b)

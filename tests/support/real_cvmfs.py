@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.fakes.fixture import flock_held
+
 # Where a real CernVM-FS puts its programs (CERN's packages and ../shared/cvmfs/install.sh):
 # looked up on this path only, so the fake on a test's PATH is never taken for it.
 SYSTEM_PATH = "/usr/bin:/usr/sbin:/bin:/sbin"
@@ -150,20 +152,6 @@ def _lock_path(repo: str) -> Path:
     return LOCKS / repo
 
 
-def _held(repo: str) -> bool:
-    try:
-        fd = os.open(_lock_path(repo), os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def remove(server: str, repo: str) -> None:
     """Abort what is open (only ever our own test repositories) and remove the repository."""
     if not repo.startswith(NAME_PREFIX):
@@ -177,7 +165,7 @@ def remove(server: str, repo: str) -> None:
 def sweep(server: str) -> None:
     """Remove test repositories of runs that were killed before their teardown."""
     for repo in listing(server):
-        if repo.startswith(NAME_PREFIX) and not _held(repo):
+        if repo.startswith(NAME_PREFIX) and not flock_held(_lock_path(repo)):
             remove(server, repo)
 
 
