@@ -61,6 +61,12 @@ def render_report(report: ConvertReport, *, as_json: bool) -> None:
 @publisher_options
 @conversion_options
 @click.option("--dry-run", is_flag=True, help="Print what would change; touch nothing.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Check the wished images' products deeply (as `verify --deep`) and rebuild the "
+    "damaged ones.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def convert(recipes: tuple[str, ...], dry_run: bool, as_json: bool, **kw: Any) -> int:
     """Bring the repositories in line with RECIPES and publish the result.

@@ -1,17 +1,23 @@
-"""The one request chokepoint per registry: auth, retries, rate limits, concurrency, errors.
+"""The one request chokepoint per registry: auth, retries, deadlines, rate limits, errors.
 
 `RegistryClient.request` is the only place that sends a request to a registry. It probes
 `/v2/` once, answers Bearer or Basic challenges, retries transient faults (connection errors,
 5xx, 429) with exponential backoff and jitter honouring `Retry-After`, waits out an exhausted
 `ratelimit-remaining`, bounds concurrent requests and turns error bodies into typed errors.
+Each request has a deadline for all its attempts and backoffs (the waits a registry asks
+for count against `max_wait` instead), every body a minimum rate (`pace.py`), and a client
+may be `bounded` by an image's deadline. A registry that used up a whole deadline is left
+alone for one more deadline, so that a stalled registry costs the others little.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -20,7 +26,14 @@ import requests
 import tenacity
 
 from ducc import __version__, log
-from ducc.errors import RateLimited, RegistryError, TransientError
+from ducc.errors import (
+    DeadlineExceeded,
+    Interrupted,
+    RateLimited,
+    RegistryError,
+    RegistryStalled,
+    TransientError,
+)
 from ducc.metrics import METRICS
 from ducc.reference import Reference
 from ducc.registry.auth import TokenCache
@@ -32,6 +45,9 @@ from ducc.registry.faults import (
     rate_limit_remaining,
     read_body,
 )
+from ducc.registry.pace import DEADLINE_HINT, NO_DEADLINE, Pace
+from ducc.registry.watch import POOL_CLASSES, Watched, fired, request_deadline
+from ducc.signals import INTERRUPTS, SLICE, interruptible_sleep
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
@@ -41,10 +57,15 @@ Clock = Callable[[], float]
 class RegistrySettings:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    # A request with all its attempts and backoffs, until its answer is complete (a blob's
+    # body instead must keep up `min_rate`, however long it is).
+    deadline: float = 120.0
+    min_rate: float = 1024.0  # bytes/s every body must reach over `rate_window`; 0: no check
+    rate_window: float = 30.0
     retry_attempts: int = 5  # attempts in all, for transient faults only
     backoff_initial: float = 1.0
     backoff_cap: float = 60.0
-    max_wait: float = 300.0  # the longest Retry-After or rate-limit wait obeyed; beyond: fail
+    max_wait: float = 300.0  # Retry-After and rate-limit waits obeyed per request; beyond: fail
     max_concurrent: int = 5  # requests in flight per registry
     page_cap: int = 500  # tag list pages
     tags_page_size: int | None = None  # `n` on the first tag list request; None: registry's
@@ -78,7 +99,17 @@ def _no_netrc(request: Any) -> Any:
 @dataclass(slots=True)
 class _RateState:
     blocked_until: float = 0.0
+    stalled_until: float = 0.0  # after a request used up its whole deadline
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(slots=True)
+class _Budget:
+    """One request's time: its deadline on the client's clock, moved on by the waits the
+    registry asked for (which count against `max_wait` instead)."""
+
+    deadline: float
+    waited: float = 0.0
 
 
 class RegistryClient:
@@ -92,7 +123,7 @@ class RegistryClient:
         settings: RegistrySettings,
         credentials: CredentialStore,
         session: requests.Session | None = None,
-        sleep: Sleep = time.sleep,
+        sleep: Sleep = interruptible_sleep,
         clock: Clock = time.monotonic,
     ) -> None:
         self.scheme = scheme
@@ -104,6 +135,7 @@ class RegistryClient:
         self._clock = clock
         self._slots = threading.BoundedSemaphore(max(1, settings.max_concurrent))
         self._rate = _RateState()
+        self._image_end = NO_DEADLINE  # see `bounded`
         self._log = log.get("registry").bind(registry=api_host)
         self.authorizer = Authorizer(
             self, credentials=credentials, tokens=TokenCache(clock), log=self._log
@@ -111,6 +143,13 @@ class RegistryClient:
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.base_url!r})"
+
+    def bounded(self, seconds: float) -> RegistryClient:
+        """This client (sharing its connections, tokens and limits) with every request and
+        body ending at the latest `seconds` from now: an image's deadline."""
+        clone = copy.copy(self)
+        clone._image_end = min(self._image_end, self._clock() + seconds)
+        return clone
 
     def request(
         self,
@@ -128,9 +167,17 @@ class RegistryClient:
         while the registry reports its limit exhausted.
         """
         url = self.absolute(target)
-        return self._retrying()(
-            self._attempt, method, url, repository, dict(headers or {}), counted
-        )
+        budget = self._budget()
+        with self._tripping():
+            return self._retrying(budget)(
+                self._attempt,
+                method,
+                url,
+                repository,
+                dict(headers or {}),
+                counted=counted,
+                budget=budget,
+            )
 
     def fetch(
         self,
@@ -144,27 +191,65 @@ class RegistryClient:
     ) -> Fetched:
         """Like `request`, but reads the whole body (at most `limit` bytes) inside the retries."""
         url = self.absolute(target)
+        budget = self._budget()
+        shown = self._shown(url)
 
         def attempt() -> Fetched:
-            with self._attempt(method, url, repository, dict(headers or {}), counted) as response:
+            with self._attempt(
+                method, url, repository, dict(headers or {}), counted=counted, budget=budget
+            ) as response:
+                pace = self.pace(f"{method} {shown}", budget.deadline)
                 body = (
                     b""
                     if method == "HEAD"
-                    else read_body(response, limit, self._shown(url), self.api_host)
+                    else read_body(response, limit, shown, self.api_host, pace)
                 )
                 return Fetched(response.status_code, response.headers, body, response.url)
 
-        return self._retrying()(attempt)
+        with self._tripping():
+            return self._retrying(budget)(attempt)
 
-    def _retrying(self) -> tenacity.Retrying:
+    def pace(self, what: str, deadline: float = NO_DEADLINE) -> Pace:
+        """The pace a body must keep: the minimum rate, and `deadline` or the image's."""
+        end = min(deadline, self._image_end)
+        return Pace(
+            f"{self.api_host}: {what}",
+            min_rate=self.settings.min_rate,
+            window=self.settings.rate_window,
+            deadline=end,
+            clock=self._clock,
+            image=end >= self._image_end and end != NO_DEADLINE,
+        )
+
+    def deadline_from_now(self) -> float:
+        """A request's deadline (or the image's, if sooner) for a request sent now."""
+        return min(self._clock() + self.settings.deadline, self._image_end)
+
+    def _budget(self) -> _Budget:
+        return _Budget(self.deadline_from_now())
+
+    def _retrying(self, budget: _Budget) -> tenacity.Retrying:
+        attempts = tenacity.stop_after_attempt(max(1, self.settings.retry_attempts))
         return tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(max(1, self.settings.retry_attempts)),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception(self._retryable),
+            stop=attempts | _StopAt(self._clock, budget),
+            wait=lambda state: self._wait(state, budget),
+            retry=tenacity.retry_if_exception(lambda exc: self._retryable(exc, budget)),
             sleep=self._sleep,
             before_sleep=self._before_sleep,
             reraise=True,
         )
+
+    @contextlib.contextmanager
+    def _tripping(self) -> Iterator[None]:
+        """A request that used up its whole deadline marks the registry stalled."""
+        try:
+            yield
+        except DeadlineExceeded as exc:
+            if not exc.image:
+                with self._rate.lock:
+                    self._rate.stalled_until = self._clock() + self.settings.deadline
+                self._log.warning("registry_stalled", seconds=self.settings.deadline)
+            raise
 
     def absolute(self, target: str) -> str:
         return urljoin(self.base_url + "/", target)
@@ -174,18 +259,26 @@ class RegistryClient:
         return (parts.scheme, parts.netloc) == (self.scheme, self.api_host)
 
     def _attempt(
-        self, method: str, url: str, repository: str, headers: dict[str, str], counted: bool
+        self,
+        method: str,
+        url: str,
+        repository: str,
+        headers: dict[str, str],
+        *,
+        counted: bool,
+        budget: _Budget,
     ) -> requests.Response:
         if counted:
-            self._rate_gate()
+            self._rate_gate(budget)
         authorization = self.authorizer.header(repository) if self.same_host(url) else None
-        response = self.send(method, url, _with_auth(headers, authorization))
+        end = budget.deadline
+        response = self.send(method, url, _with_auth(headers, authorization), deadline=end)
         if response.status_code == 401 and self.same_host(url):
             challenge_header = response.headers.get("WWW-Authenticate", "")
             renewed = self.authorizer.renew(repository, authorization, challenge_header)
             if renewed is not None:
                 response.close()
-                response = self.send(method, url, _with_auth(headers, renewed))
+                response = self.send(method, url, _with_auth(headers, renewed), deadline=end)
         self._note_rate_limit(response)
         if response.ok:
             return response
@@ -195,22 +288,40 @@ class RegistryClient:
             response.close()
 
     def send(
-        self, method: str, url: str, headers: Mapping[str, str], *, auth: Any = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        auth: Any = None,
+        deadline: float | None = None,
     ) -> requests.Response:
-        """One HTTP exchange inside the concurrency bound; transport faults become errors."""
+        """One HTTP exchange inside the concurrency bound, its headers in by `deadline`
+        (default: a request's deadline from now); transport faults become errors."""
+        INTERRUPTS.check()
+        self._check_stalled()
+        end = self._budget().deadline if deadline is None else deadline
         started = self._clock()
-        with self._slots:
+        watched: list[Watched] = []
+        with self._slot(end, method, url):
+            left = end - self._clock()
+            timeout = (
+                min(self.settings.connect_timeout, left),
+                min(self.settings.read_timeout, left),
+            )
             try:
-                response = self.session.request(
-                    method,
-                    url,
-                    headers=dict(headers),
-                    auth=auth,
-                    stream=True,
-                    allow_redirects=True,
-                    timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                )
+                with request_deadline(time.monotonic() + left) as watched:
+                    response = self.session.request(
+                        method,
+                        url,
+                        headers=dict(headers),
+                        auth=auth,
+                        stream=True,
+                        allow_redirects=True,
+                        timeout=timeout,
+                    )
             except (requests.ConnectionError, requests.Timeout) as exc:
+                self._stopped_or_late(fired(watched), end, method, url)
                 raise TransientError(
                     f"{self.api_host}: {method} {self._shown(url)}: {type(exc).__name__}: "
                     f"{log.redact(str(exc))}",
@@ -220,6 +331,10 @@ class RegistryClient:
                 raise RegistryError(
                     f"{self.api_host}: {method} {self._shown(url)}: {log.redact(str(exc))}"
                 ) from None
+            reason = fired(watched)
+            if reason is not None:  # headers cut short by the watcher read as complete
+                response.close()
+                self._stopped_or_late(reason, end, method, url)
         self._log.debug(
             "registry_request",
             method=method,
@@ -231,6 +346,52 @@ class RegistryClient:
             "ducc_registry_requests_total", registry=self.api_host, code=str(response.status_code)
         )
         return response
+
+    @contextlib.contextmanager
+    def _slot(self, end: float, method: str, url: str) -> Iterator[None]:
+        """One of the registry's concurrent request slots, waited for until `end` at most."""
+        while not self._slots.acquire(timeout=SLICE):
+            INTERRUPTS.check()
+            if self._clock() >= end:
+                raise self._late(end, method, url)
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def _stopped_or_late(self, reason: str | None, end: float, method: str, url: str) -> None:
+        """After a broken exchange: a stop or a deadline explains it (and is raised)."""
+        if reason == "interrupted" or INTERRUPTS.stopping:
+            INTERRUPTS.check()
+            raise Interrupted("interrupted")
+        if reason == "deadline" or self._clock() >= end:
+            raise self._late(end, method, url)
+
+    def _late(self, end: float, method: str, url: str) -> DeadlineExceeded:
+        image = end >= self._image_end
+        what = (
+            "the image's deadline"
+            if image
+            else (
+                f"the request's deadline of {self.settings.deadline:g} s (DUCC_REGISTRY_DEADLINE)"
+            )
+        )
+        return DeadlineExceeded(
+            f"{self.api_host}: {method} {self._shown(url)}: no answer within {what}, "
+            "retries included",
+            image=image,
+            hint=DEADLINE_HINT,
+        )
+
+    def _check_stalled(self) -> None:
+        with self._rate.lock:
+            left = self._rate.stalled_until - self._clock()
+        if left > 0:
+            raise RegistryStalled(
+                f"{self.api_host}: not asked: the registry used up a whole request deadline "
+                f"a moment ago; it is asked again in {left:.0f} s",
+                hint="the registry stalls or is too slow; its images are tried again later",
+            )
 
     def _shown(self, url: str) -> str:
         """The URL as messages show it: a path on the registry, or a redacted foreign URL."""
@@ -246,21 +407,30 @@ class RegistryClient:
         delay = min(self.settings.backoff_cap, self.settings.backoff_initial * 2 ** (attempt - 1))
         self._sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
 
-    def _retryable(self, exc: BaseException) -> bool:
+    def _retryable(self, exc: BaseException, budget: _Budget) -> bool:
         if not isinstance(exc, TransientError):
             return False
-        return exc.retry_after is None or exc.retry_after <= self.settings.max_wait
+        asked = exc.retry_after
+        return asked is None or budget.waited + asked <= self.settings.max_wait
 
-    def _wait(self, state: tenacity.RetryCallState) -> float:
+    def _wait(self, state: tenacity.RetryCallState, budget: _Budget) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, TransientError) and exc.retry_after is not None:
-            return max(0.0, exc.retry_after)
+            return self._granted(budget, max(0.0, exc.retry_after))
         # Exponential backoff with jitter in proportion to it: a fixed jitter (tenacity's is
         # up to 1 s) would swamp a short backoff an operator asked for.
         initial = self.settings.backoff_initial
         exponential = initial * 2.0 ** min(state.attempt_number - 1, 64)
         jitter = random.uniform(0.0, initial)  # noqa: S311 - spreads retries, not a secret
-        return min(self.settings.backoff_cap, exponential + jitter)
+        left = max(0.0, budget.deadline - self._clock())
+        return min(self.settings.backoff_cap, exponential + jitter, left)
+
+    def _granted(self, budget: _Budget, wait: float) -> float:
+        """A wait the registry asked for: it moves the request's deadline on (not past the
+        image's) and counts against `max_wait`."""
+        budget.waited += wait
+        budget.deadline = min(budget.deadline + wait, self._image_end)
+        return min(wait, max(0.0, budget.deadline - self._clock()))
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -282,12 +452,12 @@ class RegistryClient:
             self._rate.blocked_until = max(self._rate.blocked_until, self._clock() + wait)
         self._log.warning("rate_limit_exhausted", seconds=round(wait, 1))
 
-    def _rate_gate(self) -> None:
+    def _rate_gate(self, budget: _Budget) -> None:
         with self._rate.lock:
             wait = self._rate.blocked_until - self._clock()
         if wait <= 0:
             return
-        if wait > self.settings.max_wait:
+        if budget.waited + wait > self.settings.max_wait:
             error = RateLimited(
                 f"{self.api_host}: the registry's pull limit is exhausted for {wait:.0f} s more",
                 hint="authenticate (auth.json or DUCC_<registry>_USER/_PASS) or try later",
@@ -295,7 +465,18 @@ class RegistryClient:
             error.retry_after = wait
             raise error
         self._log.warning("rate_limit_wait", seconds=round(wait, 1))
-        self._sleep(wait)
+        self._sleep(self._granted(budget, wait))
+
+
+class _StopAt(tenacity.stop.stop_base):
+    """Stop retrying once the request's deadline has passed."""
+
+    def __init__(self, clock: Clock, budget: _Budget) -> None:
+        self._clock = clock
+        self._budget = budget
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self._clock() >= self._budget.deadline
 
 
 def _with_auth(headers: dict[str, str], authorization: str | None) -> dict[str, str]:
@@ -308,10 +489,23 @@ def new_session(settings: RegistrySettings) -> requests.Session:
     session.auth = _no_netrc
     session.headers["User-Agent"] = settings.user_agent
     pool = max(10, 2 * settings.max_concurrent)
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
+    adapter = _WatchedAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """Connections whose wait for an answer is watched by `watch.py` (deadlines, stops)."""
+
+    def init_poolmanager(self, *args: Any, **kw: Any) -> None:
+        super().init_poolmanager(*args, **kw)
+        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES
+
+    def proxy_manager_for(self, proxy: str, **kw: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kw)
+        manager.pool_classes_by_scheme = POOL_CLASSES
+        return manager
 
 
 class Registries:
@@ -322,7 +516,7 @@ class Registries:
         settings: RegistrySettings | None = None,
         credentials: CredentialStore | None = None,
         *,
-        sleep: Sleep = time.sleep,
+        sleep: Sleep = interruptible_sleep,
         clock: Clock = time.monotonic,
         session_factory: Callable[[RegistrySettings], requests.Session] = new_session,
     ) -> None:
