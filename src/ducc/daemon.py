@@ -170,6 +170,7 @@ class Daemon:
     def _process(self, repo: CvmfsRepo, targets: list[Target]) -> None:
         """Check and convert `targets`; whatever happens, each gets its next check time."""
         report = ConvertReport()
+        INTERRUPTS.check()
         try:
             self.converter.process(repo, targets, report)
         except Interrupted:

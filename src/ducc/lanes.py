@@ -99,6 +99,7 @@ def _collect(ready: queue.Queue[Ready[T, R] | _LaneDone], lanes: int) -> Iterato
         if isinstance(got, _LaneDone):
             running -= 1
             continue
+        INTERRUPTS.check()
         try:
             yield got
         finally:
