@@ -14,12 +14,25 @@ from pathlib import Path
 from ducc.digest import Digest
 from ducc.errors import DuccError
 from ducc.layout import METADATA, MULTIARCH, Layout
-from ducc.links import link_arch_aliases, link_platform, link_public, link_variant
-from ducc.metadata import recorded_config, write_image_metadata
+from ducc.links import (
+    ARCH_ALIASES,
+    link_arch_aliases,
+    link_platform,
+    link_public,
+    link_variant,
+)
+from ducc.metadata import (
+    CONFIG_FILE,
+    INDEX_FILE,
+    MANIFEST_FILE,
+    recorded_config,
+    write_image_metadata,
+)
 from ducc.podman import PodmanStore
 from ducc.products import flat_complete
 from ducc.reference import Reference
 from ducc.registry.manifests import ResolvedImage
+from ducc.rollback import Rollback, undone_on_failure
 
 DEFAULT_ARCH = "amd64"
 
@@ -43,35 +56,75 @@ def write_pointers(
     """Podman entry, links, then metadata; `variant` publishes per-platform trees.
 
     The public links come after everything that can fail for reasons of the image (the
-    podman entry) and before the metadata that records the image as published: where no
-    transaction can roll back (the directory publisher), a failure leaves no link behind, and
-    a crash between links and metadata only makes the next run convert the image again."""
+    podman entry) and before the metadata that records the image as published, and every
+    file, link and directory is noted first: where no transaction can roll back (the
+    directory publisher), a failure part way restores what was there, so the image is
+    either published whole or not visible at all (and an update leaves the old version)."""
+    with undone_on_failure(f"final step of {ref}") as rollback:
+        main = default_of(converted)
+        if main.flat is not None:
+            if podman:
+                _add_to_podman(rollback, layout, ref, main.image, main.flat)
+            _link(rollback, layout, ref, converted, variant=variant)
+        for directory, item, index in _records(layout, ref, converted, variant=variant):
+            for name in (CONFIG_FILE, MANIFEST_FILE, INDEX_FILE):
+                rollback.file(directory / name)
+            rollback.created(directory)
+            write_image_metadata(directory, item.manifest.raw, index, item.config.raw)
+
+
+def _link(
+    rollback: Rollback,
+    layout: Layout,
+    ref: Reference,
+    converted: list[Converted],
+    *,
+    variant: bool,
+) -> None:
+    """The public path, or with `variant` the per-platform links and the variant symlink."""
     main = default_of(converted)
-    if main.flat is not None:
-        if podman:
-            _add_to_podman(layout, ref, main.image, main.flat)
-        if variant:
-            for item in converted:
-                if item.flat is not None:
-                    link_platform(layout, item.image.platform.label, ref, item.flat)
-            link_variant(layout, ref, main.image.platform.label)
-            link_arch_aliases(layout)
-        else:
-            link_public(layout, ref, main.flat)
+    public = layout.public_path(ref)
+    rollback.file(public)
+    rollback.created(public)
+    if not variant and main.flat is not None:
+        link_public(layout, ref, main.flat)
+        return
+    for item in converted:
+        if item.flat is not None:
+            path = layout.multiarch_path(item.image.platform.label, ref)
+            rollback.file(path)
+            rollback.created(path)
+            link_platform(layout, item.image.platform.label, ref, item.flat)
+    link_variant(layout, ref, main.image.platform.label)
+    for alias in ARCH_ALIASES:
+        rollback.file(layout.root / MULTIARCH / alias)
+    link_arch_aliases(layout)
+
+
+def _records(
+    layout: Layout, ref: Reference, converted: list[Converted], *, variant: bool
+) -> list[tuple[Path, ResolvedImage, bytes | None]]:
+    """Where each record goes, with its image and index: per platform first, then the
+    image's own record, written last (it is what says the image is published)."""
+    records: list[tuple[Path, ResolvedImage, bytes | None]] = []
     if variant:
         for item in converted:
             label = item.image.platform.label
             directory = layout.root / METADATA / MULTIARCH / label / ref.simple_name
-            write_image_metadata(directory, item.image.manifest.raw, None, item.image.config.raw)
-    index = main.image.index.raw if main.image.index is not None else None
-    write_image_metadata(
-        layout.metadata_dir(ref), main.image.manifest.raw, index, main.image.config.raw
-    )
+            records.append((directory, item.image, None))
+    main = default_of(converted).image
+    index = main.index.raw if main.index is not None else None
+    records.append((layout.metadata_dir(ref), main, index))
+    return records
 
 
-def _add_to_podman(layout: Layout, ref: Reference, image: ResolvedImage, flat: Path) -> None:
+def _add_to_podman(
+    rollback: Rollback, layout: Layout, ref: Reference, image: ResolvedImage, flat: Path
+) -> None:
     config = image.config
-    PodmanStore(layout.podman_store).add_image(
+    store = PodmanStore(layout.podman_store)
+    store.note_add(rollback, config.digest.hex)
+    store.add_image(
         image_id=config.digest.hex,
         names=[ref.simple_name],
         flat_dir=flat,
