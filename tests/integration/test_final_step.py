@@ -18,8 +18,10 @@ pytestmark = pytest.mark.integration
 
 def convert(tmp_path: Path, images: list[str]) -> Run:
     recipe = write_recipe(tmp_path / "r.yaml", "local.test", images)
-    args = ["--publisher", "dir", "--root", tmp_path / "repo", "--state-dir", tmp_path / "s"]
-    return ducc("convert", recipe, "--json", *args)
+    root, state = tmp_path / "repo", tmp_path / "s"
+    return ducc(
+        "convert", recipe, "--json", "--publisher", "dir", "--root", root, "--state-dir", state
+    )
 
 
 def podman_names(root: Path) -> list[str]:
