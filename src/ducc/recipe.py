@@ -17,6 +17,7 @@ import yaml
 
 from ducc.errors import BadPattern, BadReference, RecipeInvalid
 from ducc.glob import Glob, compile_glob
+from ducc.public_paths import public_path_problems
 from ducc.reference import Reference, parse_reference
 
 MAX_RECIPE_BYTES = 4 * 1024 * 1024
@@ -112,6 +113,9 @@ def load_wishlist(paths: list[str], *, extra_ignore_errors: list[str] | None = N
     if problems:
         raise RecipeInvalid(problems)
     _merge_duplicates(wishlist)
+    collisions = public_path_problems(wishlist.wishes)
+    if collisions:
+        raise RecipeInvalid(collisions)
     return wishlist
 
 
