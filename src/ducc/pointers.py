@@ -25,7 +25,7 @@ from ducc.metadata import (
     CONFIG_FILE,
     INDEX_FILE,
     MANIFEST_FILE,
-    recorded_config,
+    layer_complete,
     write_image_metadata,
 )
 from ducc.podman import PodmanStore
@@ -147,20 +147,25 @@ def _created(config: bytes) -> datetime | None:
 
 
 def published_ok(layout: Layout, ref: Reference, *, skip_flat: bool) -> bool:
-    """Whether the recorded image is really in place: its flat tree complete and linked.
+    """Whether the recorded image is really in place: its config recorded, its layers
+    complete, its flat tree complete and linked.
 
-    A cheap check (a few stats) so an unchanged tag whose products were damaged or
-    removed is converted again rather than trusted.
+    A cheap check (a few stats and one small read) so an unchanged tag whose products were
+    damaged or removed (a layer's tree or `layers.json`, an emptied `config.json`) is
+    converted again rather than trusted; `convert --repair` looks at contents too.
     """
-    config = recorded_config(layout, ref)
-    if config is None:
+    try:
+        manifest = json.loads((layout.metadata_dir(ref) / MANIFEST_FILE).read_bytes())
+        digest = Digest.parse(manifest["config"]["digest"])
+        blobs = [Digest.parse(layer["digest"]) for layer in manifest.get("layers", [])]
+    except (OSError, ValueError, KeyError, TypeError, DuccError):
+        return False
+    if not _config_recorded(layout, ref, digest):
+        return False
+    if not all(layer_complete(layout, blob) for blob in blobs):
         return False
     if skip_flat:
         return True
-    try:
-        digest = Digest.parse(config)
-    except DuccError:
-        return False
     flat = layout.flat_dir(digest)
     if not flat_complete(layout, digest):
         return False
@@ -170,3 +175,14 @@ def published_ok(layout: Layout, ref: Reference, *, skip_flat: bool) -> bool:
     if "$(CVMFS_ARCH" in os.readlink(link):
         return any((layout.root / MULTIARCH).glob(f"*/{ref.simple_name}"))
     return link.resolve() == flat.resolve()
+
+
+def _config_recorded(layout: Layout, ref: Reference, digest: Digest) -> bool:
+    """`config.json` is the manifest's config (records of older runs have none)."""
+    try:
+        raw = (layout.metadata_dir(ref) / CONFIG_FILE).read_bytes()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return Digest.of(raw, digest.algorithm) == digest

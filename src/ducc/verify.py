@@ -1,10 +1,11 @@
 """`ducc verify`: check that a repository is consistent, without changing it.
 
 Every recorded image (`.metadata/.../manifest.json`) must have a public path that resolves
-to a complete flat tree named by its config digest, and complete layers whose metadata
-matches their digests; chains must be complete; podman entries must point at complete
-flat trees. Problems make `ducc verify` exit 1; warnings (leftovers that no client sees)
-do not.
+to the complete flat tree of the config its manifest names, a `config.json` of that digest,
+and complete layers whose metadata matches their digests and the config's diff_ids; chains
+must be complete; podman entries must point at complete flat trees. `deep` also compares the
+products' content (`deepcheck.py`). Problems make `ducc verify` exit 1; warnings (leftovers
+that no client sees) do not.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ducc.deepcheck import DeepCheck, image_products
 from ducc.digest import Digest, digest_problem
 from ducc.errors import DuccError
 from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS, METADATA, MULTIARCH, Layout
-from ducc.metadata import INDEX_FILE, LAYERS_FILE, MANIFEST_FILE, recorded_images
+from ducc.metadata import CONFIG_FILE, INDEX_FILE, LAYERS_FILE, MANIFEST_FILE, recorded_images
 from ducc.podman import PodmanStore
 from ducc.products import APPTAINER_MARK
 
@@ -37,7 +39,7 @@ class VerifyReport:
         return not self.problems
 
 
-def verify(root: Path) -> VerifyReport:
+def verify(root: Path, *, deep: bool = False) -> VerifyReport:
     """Check the repository at `root` (the directory holding `.layers`, `.flat`, ...)."""
     report = VerifyReport()
     layout = Layout(root)
@@ -48,7 +50,22 @@ def verify(root: Path) -> VerifyReport:
     _check_shards(root / CHAINS, report, "chain", lambda p: (p / CATALOG_MARKER).is_file())
     _check_shards(root / FLAT, report, "flat tree", lambda p: (p / APPTAINER_MARK).is_dir())
     _check_podman(layout, report)
+    if deep:
+        check = DeepCheck()
+        for name, directory in recorded_images(root, platforms=True):
+            products = image_products(layout, directory)
+            damages = check.image(products) if products is not None else []
+            report.problems += [f"{name}: {damage}" for damage in damages]
     return report
+
+
+def record_problems(layout: Layout, directory: Path) -> list[str]:
+    """What is wrong with one record and what it names, without reading content: its
+    config, its layers' completion and diff_ids, its public path."""
+    report = VerifyReport()
+    name = os.path.relpath(directory, layout.root / METADATA)
+    _check_image(layout, name, directory, report)
+    return report.problems
 
 
 def _read_json(path: Path) -> Any:
@@ -67,14 +84,20 @@ def _check_image(layout: Layout, name: str, directory: Path, report: VerifyRepor
         report.problems.append(f"{name}: manifest.json is unreadable or names no config")
         return set()
     _check_index(name, directory, report)
+    diff_ids = _check_config(name, directory, config, report)
     layers = set()
-    for layer in manifest.get("layers", []):
+    for index, layer in enumerate(manifest.get("layers", [])):
         blob = layer.get("digest") if isinstance(layer, dict) else None
         ok = isinstance(blob, str) and not digest_problem(blob)
         if not ok or not _layer_ok(layout.layer_dir(Digest.parse(str(blob)))):
             report.problems.append(f"{name}: layer {blob} is missing or incomplete")
-        elif isinstance(blob, str):
-            layers.add(blob.partition(":")[2])
+            continue
+        layers.add(str(blob).partition(":")[2])
+        recorded = _read_json(layout.layer_dir(Digest.parse(str(blob))) / METADATA / LAYERS_FILE)
+        wanted = diff_ids[index] if diff_ids and index < len(diff_ids) else None
+        written = recorded[0].get("diff-digest")
+        if wanted is not None and written is not None and written != wanted:
+            report.problems.append(f"{name}: layer {blob}: layers.json names another diff_id")
     link = layout.root / name
     if not link.is_symlink():
         if (layout.flat_dir(config)).exists():
@@ -83,7 +106,34 @@ def _check_image(layout: Layout, name: str, directory: Path, report: VerifyRepor
     target = _resolve_public(layout, name, link)
     if target is None or not (target / APPTAINER_MARK).is_dir():
         report.problems.append(f"{name}: public path does not resolve to a complete flat tree")
+    elif "$(CVMFS_ARCH" not in os.readlink(link) and target != layout.flat_dir(config).resolve():
+        report.problems.append(
+            f"{name}: public path leads to {target.name[:12]}, but manifest.json names "
+            f"config {config}"
+        )
     return layers
+
+
+def _check_config(
+    name: str, directory: Path, config: Digest, report: VerifyReport
+) -> list[str] | None:
+    """`config.json` must be the config the manifest names (older records have none);
+    its diff_ids, if it is."""
+    try:
+        raw = (directory / CONFIG_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        report.problems.append(f"{name}: config.json is unreadable: {exc.strerror}")
+        return None
+    if Digest.of(raw, config.algorithm) != config:
+        report.problems.append(f"{name}: config.json is not the config {config} of manifest.json")
+        return None
+    try:
+        diff_ids = json.loads(raw)["rootfs"]["diff_ids"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return [str(d) for d in diff_ids] if isinstance(diff_ids, list) else None
 
 
 def _config_digest(manifest: Any) -> Digest | None:

@@ -106,14 +106,20 @@ def convert_single_image(image: str, repository: str, as_json: bool, **kw: Any) 
 @click.argument(
     "roots", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
 )
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also compare contents: layer trees with the chains of their diff_ids, flat trees "
+    "with their chains or layers (reads every file).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify_command(roots: tuple[Path, ...], as_json: bool) -> int:
+def verify_command(roots: tuple[Path, ...], deep: bool, as_json: bool) -> int:
     """Check the repositories at ROOTS (e.g. /cvmfs/unpacked.cern.ch); exit 1 on problems.
 
-    Every public path must resolve to a complete flat tree, every referenced layer and
-    chain must be complete, and the metadata must match the digests.
+    Every public path must resolve to the complete flat tree of its recorded config, every
+    referenced layer and chain must be complete, and the metadata must match the digests.
     """
-    reports = {str(root): verify(root) for root in roots}
+    reports = {str(root): verify(root, deep=deep) for root in roots}
     if as_json:
         click.echo(json.dumps({k: asdict(v) for k, v in reports.items()}, indent=2))
     for root, report in reports.items():
