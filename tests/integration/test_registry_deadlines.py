@@ -23,7 +23,7 @@ from tests.support.static_registry import StaticRegistry
 
 pytestmark = pytest.mark.integration
 
-DEADLINE = 3.0
+DEADLINE = 2.0
 SMALL = {
     "DUCC_REGISTRY_DEADLINE": str(DEADLINE),
     "DUCC_REGISTRY_MIN_RATE": "100",
@@ -55,7 +55,7 @@ def failure(run: Run, image: str) -> str:
     ("stall", "deadline", "says"),
     [
         # Two bytes a second pass any read timeout; each attempt fails at the rate window.
-        (Stall.TRICKLE, "30", "too slow"),
+        (Stall.TRICKLE, "20", "too slow"),
         (Stall.TRICKLE, str(DEADLINE), "deadline"),  # the attempts' sum is bounded too
         (Stall.SLOW_HEADERS, str(DEADLINE), "deadline"),  # a header line every 0.5 s
         (Stall.SILENT, str(DEADLINE), "deadline"),  # accepts the request, never answers
@@ -66,7 +66,8 @@ def test_a_stalling_registry_fails_its_image_within_the_deadline(
 ) -> None:
     with StallServer(stall, pace=0.5) as server:
         image, host = f"{server.url}/stall/app:1", server.host
-        run = convert(tmp_path, [image], env={**SMALL, "DUCC_REGISTRY_DEADLINE": deadline})
+        env = {**SMALL, "DUCC_REGISTRY_DEADLINE": deadline, "DUCC_REGISTRY_RETRIES": "3"}
+        run = convert(tmp_path, [image], env=env)
     assert run.code == 1, run.stderr
     assert says in failure(run, image)
     assert not (tmp_path / "repo" / host).exists()  # nothing of it published
@@ -93,7 +94,7 @@ def test_the_images_of_other_registries_are_published_while_one_stalls(
     for n in range(2):
         registry.pusher().image(f"{name}/app{n}", "1", app_image(f"good{n}"))
         good.append(f"{registry.url}/{name}/app{n}:1")
-    env = {**SMALL, "DUCC_REGISTRY_DEADLINE": "8"}
+    env = {**SMALL, "DUCC_REGISTRY_DEADLINE": "4"}
     with StallServer(Stall.SLOW_HEADERS, pace=0.5) as server:
         slow = f"{server.url}/stall/app:1"
         run = convert(tmp_path, [slow, *good], env=env)  # the stalled one first
@@ -131,6 +132,6 @@ def test_the_image_deadline_ends_a_steady_but_endless_download(tmp_path: Path) -
     with StaticRegistry() as static:
         # 2 kB/s: above the minimum rate, but 100 s for the layer
         image = served_image(static, "steady/blob", os.urandom(200_000), chunk=200, interval=0.1)
-        run = convert(tmp_path, [image], "--image-deadline", "3s", env=SMALL)
+        run = convert(tmp_path, [image], "--image-deadline", "2s", env=SMALL)
     assert run.code == 1
     assert "image's deadline" in failure(run, image)
