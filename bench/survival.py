@@ -119,9 +119,11 @@ def others_wait(bench: Bench) -> str:
             if published is None and all(link.is_symlink() for link in links):
                 published = time.monotonic() - started
             time.sleep(0.2)
-        if proc.poll() is None:
+        killed = proc.poll() is None
+        if killed:
             proc.kill()
-        code = proc.wait()
+        code: int | None = None if killed else proc.wait()
+        proc.wait()
         total = time.monotonic() - started
         if published is None and all(link.is_symlink() for link in links):
             published = total

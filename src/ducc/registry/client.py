@@ -14,24 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-import tenacity
 
 from ducc import __version__, log
 from ducc.errors import (
     DeadlineExceeded,
     Interrupted,
-    RateLimited,
     RegistryError,
-    RegistryStalled,
     TransientError,
 )
 from ducc.metrics import METRICS
@@ -41,12 +37,11 @@ from ducc.registry.authorizer import Authorizer
 from ducc.registry.credentials import CredentialStore
 from ducc.registry.faults import (
     error_from_response,
-    parse_rate_limit,
-    rate_limit_remaining,
     read_body,
 )
-from ducc.registry.pace import DEADLINE_HINT, NO_DEADLINE, Pace
-from ducc.registry.watch import POOL_CLASSES, Watched, fired, request_deadline
+from ducc.registry.pace import NO_DEADLINE, Pace
+from ducc.registry.timing import Budget, Timing
+from ducc.registry.watch import Watched, WatchedAdapter, fired, request_deadline
 from ducc.signals import INTERRUPTS, SLICE, interruptible_sleep
 
 Sleep = Callable[[float], None]
@@ -96,22 +91,6 @@ def _no_netrc(request: Any) -> Any:
     return request
 
 
-@dataclass(slots=True)
-class _RateState:
-    blocked_until: float = 0.0
-    stalled_until: float = 0.0  # after a request used up its whole deadline
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-@dataclass(slots=True)
-class _Budget:
-    """One request's time: its deadline on the client's clock, moved on by the waits the
-    registry asked for (which count against `max_wait` instead)."""
-
-    deadline: float
-    waited: float = 0.0
-
-
 class RegistryClient:
     """Speaks to one registry API host (`scheme://api_host`); safe to share between threads."""
 
@@ -131,12 +110,10 @@ class RegistryClient:
         self.base_url = f"{scheme}://{api_host}"
         self.settings = settings
         self.session = session if session is not None else new_session(settings)
-        self._sleep = sleep
         self._clock = clock
         self._slots = threading.BoundedSemaphore(max(1, settings.max_concurrent))
-        self._rate = _RateState()
-        self._image_end = NO_DEADLINE  # see `bounded`
         self._log = log.get("registry").bind(registry=api_host)
+        self.timing = Timing(api_host, settings, sleep, clock, self._log)
         self.authorizer = Authorizer(
             self, credentials=credentials, tokens=TokenCache(clock), log=self._log
         )
@@ -148,7 +125,7 @@ class RegistryClient:
         """This client (sharing its connections, tokens and limits) with every request and
         body ending at the latest `seconds` from now: an image's deadline."""
         clone = copy.copy(self)
-        clone._image_end = min(self._image_end, self._clock() + seconds)
+        clone.timing = self.timing.bounded(seconds)
         return clone
 
     def request(
@@ -167,9 +144,9 @@ class RegistryClient:
         while the registry reports its limit exhausted.
         """
         url = self.absolute(target)
-        budget = self._budget()
-        with self._tripping():
-            return self._retrying(budget)(
+        budget = self.timing.budget()
+        with self.timing.tripping():
+            return self.timing.retrying(budget)(
                 self._attempt,
                 method,
                 url,
@@ -191,14 +168,14 @@ class RegistryClient:
     ) -> Fetched:
         """Like `request`, but reads the whole body (at most `limit` bytes) inside the retries."""
         url = self.absolute(target)
-        budget = self._budget()
+        budget = self.timing.budget()
         shown = self._shown(url)
 
         def attempt() -> Fetched:
             with self._attempt(
                 method, url, repository, dict(headers or {}), counted=counted, budget=budget
             ) as response:
-                pace = self.pace(f"{method} {shown}", budget.deadline)
+                pace = self.timing.pace(f"{method} {shown}", budget.deadline)
                 body = (
                     b""
                     if method == "HEAD"
@@ -206,50 +183,19 @@ class RegistryClient:
                 )
                 return Fetched(response.status_code, response.headers, body, response.url)
 
-        with self._tripping():
-            return self._retrying(budget)(attempt)
+        with self.timing.tripping():
+            return self.timing.retrying(budget)(attempt)
 
     def pace(self, what: str, deadline: float = NO_DEADLINE) -> Pace:
-        """The pace a body must keep: the minimum rate, and `deadline` or the image's."""
-        end = min(deadline, self._image_end)
-        return Pace(
-            f"{self.api_host}: {what}",
-            min_rate=self.settings.min_rate,
-            window=self.settings.rate_window,
-            deadline=end,
-            clock=self._clock,
-            image=end >= self._image_end and end != NO_DEADLINE,
-        )
+        """The pace a body must keep (see `Timing.pace`)."""
+        return self.timing.pace(what, deadline)
 
     def deadline_from_now(self) -> float:
-        """A request's deadline (or the image's, if sooner) for a request sent now."""
-        return min(self._clock() + self.settings.deadline, self._image_end)
+        return self.timing.deadline_from_now()
 
-    def _budget(self) -> _Budget:
-        return _Budget(self.deadline_from_now())
-
-    def _retrying(self, budget: _Budget) -> tenacity.Retrying:
-        attempts = tenacity.stop_after_attempt(max(1, self.settings.retry_attempts))
-        return tenacity.Retrying(
-            stop=attempts | _StopAt(self._clock, budget),
-            wait=lambda state: self._wait(state, budget),
-            retry=tenacity.retry_if_exception(lambda exc: self._retryable(exc, budget)),
-            sleep=self._sleep,
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
-
-    @contextlib.contextmanager
-    def _tripping(self) -> Iterator[None]:
-        """A request that used up its whole deadline marks the registry stalled."""
-        try:
-            yield
-        except DeadlineExceeded as exc:
-            if not exc.image:
-                with self._rate.lock:
-                    self._rate.stalled_until = self._clock() + self.settings.deadline
-                self._log.warning("registry_stalled", seconds=self.settings.deadline)
-            raise
+    def pause(self, attempt: int) -> None:
+        """Back off before attempt `attempt` + 1 of something outside `request` (a resume)."""
+        self.timing.pause(attempt)
 
     def absolute(self, target: str) -> str:
         return urljoin(self.base_url + "/", target)
@@ -266,10 +212,10 @@ class RegistryClient:
         headers: dict[str, str],
         *,
         counted: bool,
-        budget: _Budget,
+        budget: Budget,
     ) -> requests.Response:
         if counted:
-            self._rate_gate(budget)
+            self.timing.rate_gate(budget)
         authorization = self.authorizer.header(repository) if self.same_host(url) else None
         end = budget.deadline
         response = self.send(method, url, _with_auth(headers, authorization), deadline=end)
@@ -279,7 +225,7 @@ class RegistryClient:
             if renewed is not None:
                 response.close()
                 response = self.send(method, url, _with_auth(headers, renewed), deadline=end)
-        self._note_rate_limit(response)
+        self.timing.note_rate_limit(response)
         if response.ok:
             return response
         try:
@@ -299,12 +245,14 @@ class RegistryClient:
         """One HTTP exchange inside the concurrency bound, its headers in by `deadline`
         (default: a request's deadline from now); transport faults become errors."""
         INTERRUPTS.check()
-        self._check_stalled()
-        end = self._budget().deadline if deadline is None else deadline
+        self.timing.check_stalled()
+        end = self.timing.deadline_from_now() if deadline is None else deadline
         started = self._clock()
         watched: list[Watched] = []
         with self._slot(end, method, url):
             left = end - self._clock()
+            if left <= 0:
+                raise self._late(end, method, url)
             timeout = (
                 min(self.settings.connect_timeout, left),
                 min(self.settings.read_timeout, left),
@@ -368,30 +316,7 @@ class RegistryClient:
             raise self._late(end, method, url)
 
     def _late(self, end: float, method: str, url: str) -> DeadlineExceeded:
-        image = end >= self._image_end
-        what = (
-            "the image's deadline"
-            if image
-            else (
-                f"the request's deadline of {self.settings.deadline:g} s (DUCC_REGISTRY_DEADLINE)"
-            )
-        )
-        return DeadlineExceeded(
-            f"{self.api_host}: {method} {self._shown(url)}: no answer within {what}, "
-            "retries included",
-            image=image,
-            hint=DEADLINE_HINT,
-        )
-
-    def _check_stalled(self) -> None:
-        with self._rate.lock:
-            left = self._rate.stalled_until - self._clock()
-        if left > 0:
-            raise RegistryStalled(
-                f"{self.api_host}: not asked: the registry used up a whole request deadline "
-                f"a moment ago; it is asked again in {left:.0f} s",
-                hint="the registry stalls or is too slow; its images are tried again later",
-            )
+        return self.timing.late(end, f"{method} {self._shown(url)}")
 
     def _shown(self, url: str) -> str:
         """The URL as messages show it: a path on the registry, or a redacted foreign URL."""
@@ -399,84 +324,6 @@ class RegistryClient:
             parts = urlsplit(url)
             return parts.path + (f"?{parts.query}" if parts.query else "")
         return log.redact(url)
-
-    # --- retries and rate limits ------------------------------------------------------------
-
-    def pause(self, attempt: int) -> None:
-        """Back off before attempt `attempt` + 1 of something outside `request` (a resume)."""
-        delay = min(self.settings.backoff_cap, self.settings.backoff_initial * 2 ** (attempt - 1))
-        self._sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
-
-    def _retryable(self, exc: BaseException, budget: _Budget) -> bool:
-        if not isinstance(exc, TransientError):
-            return False
-        asked = exc.retry_after
-        return asked is None or budget.waited + asked <= self.settings.max_wait
-
-    def _wait(self, state: tenacity.RetryCallState, budget: _Budget) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, TransientError) and exc.retry_after is not None:
-            return self._granted(budget, max(0.0, exc.retry_after))
-        # Exponential backoff with jitter in proportion to it: a fixed jitter (tenacity's is
-        # up to 1 s) would swamp a short backoff an operator asked for.
-        initial = self.settings.backoff_initial
-        exponential = initial * 2.0 ** min(state.attempt_number - 1, 64)
-        jitter = random.uniform(0.0, initial)  # noqa: S311 - spreads retries, not a secret
-        left = max(0.0, budget.deadline - self._clock())
-        return min(self.settings.backoff_cap, exponential + jitter, left)
-
-    def _granted(self, budget: _Budget, wait: float) -> float:
-        """A wait the registry asked for: it moves the request's deadline on (not past the
-        image's) and counts against `max_wait`."""
-        budget.waited += wait
-        budget.deadline = min(budget.deadline + wait, self._image_end)
-        return min(wait, max(0.0, budget.deadline - self._clock()))
-
-    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        self._log.warning(
-            "registry_retry",
-            attempt=state.attempt_number,
-            wait=round(state.upcoming_sleep, 3),
-            error=str(exc),
-        )
-
-    def _note_rate_limit(self, response: requests.Response) -> None:
-        remaining = rate_limit_remaining(response.headers)
-        if remaining is not None:
-            METRICS.set("ducc_registry_ratelimit_remaining", remaining, registry=self.api_host)
-        wait = parse_rate_limit(response.headers)
-        if wait is None:
-            return
-        with self._rate.lock:
-            self._rate.blocked_until = max(self._rate.blocked_until, self._clock() + wait)
-        self._log.warning("rate_limit_exhausted", seconds=round(wait, 1))
-
-    def _rate_gate(self, budget: _Budget) -> None:
-        with self._rate.lock:
-            wait = self._rate.blocked_until - self._clock()
-        if wait <= 0:
-            return
-        if budget.waited + wait > self.settings.max_wait:
-            error = RateLimited(
-                f"{self.api_host}: the registry's pull limit is exhausted for {wait:.0f} s more",
-                hint="authenticate (auth.json or DUCC_<registry>_USER/_PASS) or try later",
-            )
-            error.retry_after = wait
-            raise error
-        self._log.warning("rate_limit_wait", seconds=round(wait, 1))
-        self._sleep(self._granted(budget, wait))
-
-
-class _StopAt(tenacity.stop.stop_base):
-    """Stop retrying once the request's deadline has passed."""
-
-    def __init__(self, clock: Clock, budget: _Budget) -> None:
-        self._clock = clock
-        self._budget = budget
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        return self._clock() >= self._budget.deadline
 
 
 def _with_auth(headers: dict[str, str], authorization: str | None) -> dict[str, str]:
@@ -489,23 +336,10 @@ def new_session(settings: RegistrySettings) -> requests.Session:
     session.auth = _no_netrc
     session.headers["User-Agent"] = settings.user_agent
     pool = max(10, 2 * settings.max_concurrent)
-    adapter = _WatchedAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
+    adapter = WatchedAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
-
-
-class _WatchedAdapter(requests.adapters.HTTPAdapter):
-    """Connections whose wait for an answer is watched by `watch.py` (deadlines, stops)."""
-
-    def init_poolmanager(self, *args: Any, **kw: Any) -> None:
-        super().init_poolmanager(*args, **kw)
-        self.poolmanager.pool_classes_by_scheme = POOL_CLASSES
-
-    def proxy_manager_for(self, proxy: str, **kw: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **kw)
-        manager.pool_classes_by_scheme = POOL_CLASSES
-        return manager
 
 
 class Registries:
