@@ -70,12 +70,7 @@ class Daemon:
         self.cycles = 0
         self.last_beat = time.monotonic()
 
-    # --- outside events (SIGHUP, webhook thread) -----------------------------------------
-
-    def request_reload(self) -> None:
-        """Re-read the recipes at the next cycle (SIGHUP does this through its flag)."""
-        self.reload_requested = True
-        self.wake.set()
+    # --- outside events (the webhook thread; SIGHUP sets `INTERRUPTS.hangup`) -------------
 
     def on_push(self, events: list[PushEvent]) -> list[str]:
         """Make the wished images these pushes touch due now; wildcards are expanded again."""
