@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -76,7 +78,7 @@ class Bench:
         name = unique("bench-good")
         refs = []
         for n in range(count):
-            self.registry.pusher().image(f"{name}/app{n}", "1", app_image(f"good{n}"))
+            self.registry.pusher().image(f"{name}/app{n}", "1", app_image(f"{name}{n}"))
             refs.append(f"{self.registry.url}/{name}/app{n}:1")
         return refs
 
@@ -213,7 +215,8 @@ def damaged_state(bench: Bench) -> str:
     code, _, out = bench.run("convert", recipe, *args)
     again, _, _ = bench.run("convert", recipe, *args)
     status, _, _ = bench.run("status", "--state-dir", state)
-    line = next((x for x in out.splitlines() if "state" in x and "sqlite" in x), "")[:90]
+    said = [x for x in out.splitlines() if "state" in x or x.startswith("error:")]
+    line = (said[0] if said else "")[:110]
     return f"convert: exit {code}, next run exit {again}, status exit {status}; said: {line!r}"
 
 
@@ -294,35 +297,76 @@ def long_names(bench: Bench) -> str:
 
 
 def repair(bench: Bench) -> str:
-    good = bench.good_images(1)
-    recipe = write_recipe(bench.work / "repair.yaml", "b.test", good)
-    args = bench.dir_args("repair")
-    root = bench.work / "repair" / "repo"
-    bench.run("convert", recipe, *args)
-    name = good[0].split("://", 1)[1]
-    flat = (root / name).resolve()
-    damages: dict[str, Callable[[], object]] = {
-        "flat file deleted": (flat / "etc" / "app").unlink,
-        "layerfs removed": lambda: shutil.rmtree(next(root.glob(".layers/*/*/layerfs"))),
-        "layers.json removed": lambda: next(
-            root.glob(".layers/*/*/.metadata/layers.json")
-        ).unlink(),
-        "config.json emptied": lambda: (root / ".metadata" / name / "config.json").write_bytes(b""),
-    }
+    """One damage per fresh repository: what `verify`, `verify --deep`, a plain `convert`
+    and `convert --repair` make of it (exit codes; outcomes of the converts)."""
+    image = bench.good_images(1)[0]
+    other = bench.good_images(1)[0]
+    name = image.split("://", 1)[1]
     rows = []
-    for label, damage in damages.items():
-        damage()
+    for label, damage in DAMAGES.items():
+        work = f"repair-{label.replace(' ', '-')}"
+        recipe = write_recipe(bench.work / f"{work}.yaml", "b.test", [image])
+        args = bench.dir_args(work)
+        root = bench.work / work / "repo"
+        bench.run("convert", recipe, *args)
+        damage(root, name, bench.registry.url, other)
         verify, _, _ = bench.run("verify", root)
         deep, _, _ = bench.run("verify", "--deep", root)
-        bench.run("convert", recipe, *args)
-        after_plain, _, _ = bench.run("verify", "--deep", root)
-        fixed, _, _ = bench.run("convert", "--repair", recipe, *args)
+        plain = json_outcome(bench.run("convert", "--json", recipe, *args)[2])
+        after_plain = [bench.run("verify", *deep_flag, root)[0] for deep_flag in ([], ["--deep"])]
+        fixed = json_outcome(bench.run("convert", "--json", "--repair", recipe, *args)[2])
         after, _, _ = bench.run("verify", "--deep", root)
         rows.append(
-            f"{label}: verify {verify}, --deep {deep}, convert->verify {after_plain}, "
-            f"--repair {fixed}->verify {after}"
+            f"{label}: verify {verify}, --deep {deep}; convert: {plain}, then verify "
+            f"{after_plain[0]}, --deep {after_plain[1]}; convert --repair: {fixed}, then "
+            f"--deep {after}"
         )
-    return " / ".join(rows)
+    return "<br>".join(rows)
+
+
+def json_outcome(out: str) -> str:
+    try:
+        return ",".join(r["outcome"] for r in json.loads(out)["images"])
+    except (ValueError, KeyError, TypeError):
+        return "exit 2 (no such option)"
+
+
+def _flat_file(root: Path, name: str, registry: str, other: str) -> None:
+    ((root / name).resolve() / "etc" / "app").unlink()
+
+
+def _layer_file(root: Path, name: str, registry: str, other: str) -> None:
+    next(root.glob(".layers/*/*/layerfs/etc/app")).unlink()
+
+
+def _layerfs(root: Path, name: str, registry: str, other: str) -> None:
+    shutil.rmtree(next(p.parent for p in root.glob(".layers/*/*/layerfs/etc")))
+
+
+def _layers_json(root: Path, name: str, registry: str, other: str) -> None:
+    next(root.glob(".layers/*/*/.metadata/layers.json")).unlink()
+
+
+def _config_json(root: Path, name: str, registry: str, other: str) -> None:
+    (root / ".metadata" / name / "config.json").write_bytes(b"")
+
+
+def _other_manifest(root: Path, name: str, registry: str, other: str) -> None:
+    repository, _, tag = other.split("/", 3)[3].rpartition(":")
+    accept = "application/vnd.oci.image.manifest.v1+json"
+    url = f"{registry}/v2/{repository}/manifests/{tag}"
+    raw = requests.get(url, headers={"Accept": accept}, timeout=10).content
+    (root / ".metadata" / name / "manifest.json").write_bytes(raw)
+
+
+DAMAGES: dict[str, Callable[[Path, str, str, str], None]] = {
+    "file deleted from the flat tree": _flat_file,
+    "file deleted from a layer": _layer_file,
+    "layerfs removed": _layerfs,
+    "layers.json removed": _layers_json,
+    "config.json emptied": _config_json,
+    "manifest.json naming another config": _other_manifest,
+}
 
 
 SCENARIOS: dict[str, Callable[[Bench], str]] = {
