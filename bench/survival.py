@@ -325,8 +325,12 @@ def repair(bench: Bench) -> str:
 
 
 def json_outcome(out: str) -> str:
+    """The outcomes in `convert --json`'s summary (after any log lines on stderr)."""
+    lines = out.splitlines()
+    start = max((n for n, line in enumerate(lines) if line == "{"), default=None)
     try:
-        return ",".join(r["outcome"] for r in json.loads(out)["images"])
+        summary = json.loads("\n".join(lines[start:])) if start is not None else {}
+        return ",".join(r["outcome"] for r in summary["images"])
     except (ValueError, KeyError, TypeError):
         return "exit 2 (no such option)"
 

@@ -20,6 +20,13 @@ from ducc.reference import parse_reference
 from ducc.signals import INTERRUPTS
 from ducc.verify import verify
 
+repair_option = click.option(
+    "--repair",
+    is_flag=True,
+    help="Check the wished images' products deeply (as `verify --deep`) and rebuild the "
+    "damaged ones.",
+)
+
 
 def run_conversion(wishlist: Wishlist, kw: dict[str, Any], *, dry_run: bool, as_json: bool) -> int:
     converter = build_converter(kw, dry_run=dry_run)
@@ -61,12 +68,7 @@ def render_report(report: ConvertReport, *, as_json: bool) -> None:
 @publisher_options
 @conversion_options
 @click.option("--dry-run", is_flag=True, help="Print what would change; touch nothing.")
-@click.option(
-    "--repair",
-    is_flag=True,
-    help="Check the wished images' products deeply (as `verify --deep`) and rebuild the "
-    "damaged ones.",
-)
+@repair_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def convert(recipes: tuple[str, ...], dry_run: bool, as_json: bool, **kw: Any) -> int:
     """Bring the repositories in line with RECIPES and publish the result.
@@ -86,6 +88,7 @@ def convert(recipes: tuple[str, ...], dry_run: bool, as_json: bool, **kw: Any) -
 @click.argument("repository")
 @publisher_options
 @conversion_options
+@repair_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def convert_single_image(image: str, repository: str, as_json: bool, **kw: Any) -> int:
     """Convert IMAGE into the cvmfs REPOSITORY (`repo` or `repo/subdir`), no recipe needed."""
