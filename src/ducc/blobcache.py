@@ -2,9 +2,11 @@
 as many times as the products need (the literal layer, a chain, the flat tree).
 
 Files are named by digest and written by `download_blob` (temp, verify, rename), so a file
-here is always complete and correct; they are removed once the image is converted. What a
-killed run left (blobs never discarded, partial downloads) goes at the next run's start;
-nothing else in the directory is ever touched.
+here is always complete and correct; they are removed once the image is converted. Each
+ducc process downloads into a scratch directory of its own (`run-<pid>-<random>/`), so
+processes sharing a state directory never remove each other's blobs. What a killed run left
+(its scratch directory) goes when a run finds no other ducc using the cache; nothing else
+in the directory is ever touched.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +33,7 @@ from ducc.registry.client import RegistryClient
 
 _log = log.get("blobcache")
 LOCK = ".lock"
+SCRATCH_PREFIX = "run-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +65,13 @@ class CachedLayer:
 class BlobCache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._scratch: Path | None = None  # this process's, while `in_use`
 
     @contextlib.contextmanager
     def in_use(self) -> Iterator[None]:
-        """Hold the cache for a run (a shared lock on `.lock`). A run that finds itself alone
-        first removes everything else here: no other ducc is using it, so it is left over."""
+        """Hold the cache for a run (a shared lock on `.lock`) and give this process its own
+        scratch directory. A run that finds itself alone first removes everything else
+        here: no other ducc is using it, so it is left over."""
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -76,21 +82,32 @@ class BlobCache:
             else:
                 self._remove_leftovers()
             fcntl.flock(fd, fcntl.LOCK_SH)
-            yield
+            scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=self.directory)
+            self._scratch = Path(scratch)
+            try:
+                yield
+            finally:
+                self._scratch = None
+                remove_entry(Path(scratch))
         finally:
             os.close(fd)
 
     def _remove_leftovers(self) -> None:
-        """Only the blob directories (`sha256/`, ...) are ducc's: a downloads directory that
-        holds other files too (DUCC's `--downloads-dir /tmp`) loses none of them."""
-        for algorithm in HEX_LENGTHS:
-            entry = self.directory / algorithm
+        """Only scratch directories (`run-<pid>-*`) and blob directories (`sha256/`, ...)
+        are ducc's: a downloads directory that holds other files too (DUCC's
+        `--downloads-dir /tmp`) loses none of them."""
+        ours = [self.directory / algorithm for algorithm in HEX_LENGTHS]
+        ours += self.directory.glob(f"{SCRATCH_PREFIX}*")
+        for entry in ours:
             if entry.exists() or entry.is_symlink():
                 _log.info("blob_cache_leftover_removed", path=str(entry))
                 remove_entry(entry)
 
     def path(self, digest: Digest) -> Path:
-        return self.directory / digest.algorithm / digest.hex
+        """Where this process keeps the blob (outside `in_use`: the shared directory, as
+        tools that inspect a cache expect)."""
+        top = self._scratch if self._scratch is not None else self.directory
+        return top / digest.algorithm / digest.hex
 
     def fetch(
         self,

@@ -1,8 +1,11 @@
 """`ducc convert`: expand the wishes, poll them, convert what is new or changed, publish.
 
-One image's conversion is `conversion.ImageJob` (chains and flat tree, new layers, then
-links, podman entry and metadata). A failing image is reported and the others go on; only
-an interruption stops the run. The repository is held (locked) while it is converted.
+Each registry is a lane (`lanes.py`): its images are polled, resolved and downloaded in a
+thread of their own, within the image's deadline, so a registry that stalls holds up only
+its own images; the publisher takes the images as their blobs arrive. One image's
+conversion is `conversion.ImageJob` (chains and flat tree, new layers, then links, podman
+entry and metadata). A failing image is reported and the others go on; only an
+interruption stops the run. The repository is held (locked) while it is converted.
 """
 
 from __future__ import annotations
@@ -22,19 +25,21 @@ from ducc.conversion import ImageJob
 from ducc.digest import Digest
 from ducc.errors import DuccError, InputError, Interrupted
 from ducc.expansion import expand_all
+from ducc.lanes import Ready, run_lanes
 from ducc.layout import Layout
 from ducc.metrics import METRICS
 from ducc.oci import Platform
 from ducc.pointers import published_ok
-from ducc.poller import PollResult, PollStatus, poll
-from ducc.products import BuildOptions, BuildStats, ImageBuilder
+from ducc.poller import PollResult, PollStatus, poll, poll_one
+from ducc.products import BuildOptions, BuildStats, ImageBuilder, LayerPlan, plan_layers
 from ducc.publish.base import Publisher
 from ducc.recipe import CvmfsRepo, Wish, Wishlist
 from ducc.recipe_options import RefusedWish
 from ducc.recorded import recorded_digest
 from ducc.reference import Reference
-from ducc.registry.client import Registries
-from ducc.registry.manifests import resolve
+from ducc.registry.client import Registries, RegistryClient
+from ducc.registry.manifests import ResolvedImage, resolve
+from ducc.repair import repair_images
 from ducc.state import Conversion, State
 
 _log = log.get("convert")
@@ -60,6 +65,8 @@ class ConvertOptions:
     shard: tuple[int, int] | None = None  # (index, count)
     wait: bool = False
     poll_concurrency: int = 8
+    image_deadline: float = 3600.0  # seconds of registry traffic one image may take
+    repair: bool = False  # check products deeply first and rebuild what is damaged
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +118,21 @@ class Target:
 
     reference: Reference
     wish: Wish
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An image polled in its lane and, when it needs converting, resolved and downloaded."""
+
+    polled: PollResult
+    outcome: Outcome | None  # None: nothing to do
+    started: float
+    client: RegistryClient | None = None
+    images: tuple[ResolvedImage, ...] = ()
+    blobs: tuple[LayerPlan, ...] = ()
+    downloaded: int = 0  # bytes
+    error: DuccError | OSError | None = None
+    adoption: Adoption | None = None  # an image DUCC recorded, taken over as it is
 
 
 PublisherFactory = Callable[[CvmfsRepo], Publisher]
@@ -185,10 +207,20 @@ class Converter:
                 hint="leave it out: flat trees are then template copies of their chains",
             )
         with publisher.session(wait=self.options.wait), self.cache.in_use():
-            for target, polled in self._poll(layout, targets):
-                result = self._handle(publisher, layout, target, polled)
+            damaged = self._repair(publisher, targets)
+            done: dict[int, ImageResult] = {}
+            for ready in run_lanes(
+                list(enumerate(targets)),
+                lambda item: (item[1].reference.scheme, item[1].reference.api_host),
+                lambda item: self._poll_one(layout, item[1]),
+                lambda item, polled: self._prepare(publisher, layout, item[1], polled, damaged),
+                holds=lambda prepared: prepared.outcome is not None,
+                pollers=self.options.poll_concurrency,
+            ):
+                result = self._publish(publisher, ready)
                 self.record([result])
-                report.results.append(result)
+                done[ready.item[0]] = result
+            report.results += [done[n] for n in sorted(done)]
         report.publishes += publisher.publishes
         report.ingests += publisher.ingests
         METRICS.inc("ducc_publishes_total", publisher.publishes)
@@ -268,52 +300,106 @@ class Converter:
             skip_flat=self.options.build.skip_flat,
         )
 
-    def _handle(
-        self, publisher: Publisher, layout: Layout, target: Target, result: PollResult
-    ) -> ImageResult:
-        outcome = self._wanted(layout, target, result)
-        if outcome is None:
-            return _result(target, result, _passive(result))
+    def _repair(self, publisher: Publisher, targets: list[Target]) -> set[str]:
+        """With `repair`: the images whose products were damaged (now removed), by name."""
+        if not self.options.repair:
+            return set()
+        return repair_images(publisher, [t.reference for t in targets])
+
+    def _poll_one(self, layout: Layout, target: Target) -> PollResult:
+        return poll_one(self.registries, target.reference, lambda r: recorded_digest(layout, r))
+
+    def _prepare(
+        self,
+        publisher: Publisher,
+        layout: Layout,
+        target: Target,
+        polled: PollResult,
+        damaged: set[str],
+    ) -> Prepared:
+        """In the image's lane: what to do, and for a conversion the resolved images and
+        their blobs (or, for an image DUCC recorded, its adoption), all within the image's
+        deadline."""
         started = time.monotonic()
+        outcome = self._wanted(layout, target, polled)
+        if outcome is None and target.reference.simple_name in damaged:
+            outcome = Outcome.UPDATED
+        if outcome is None:
+            return Prepared(polled, None, started)
+        ref = target.reference
+        client = self.registries.client(ref).bounded(self.options.image_deadline)
+        options = self.options
         try:
-            adoption = self._adoption(layout, target.reference, result.new)
-            if adoption is not None:
-                adopt(publisher, adoption)
-                outcome, stats = Outcome.ADOPTED, BuildStats()
+            if outcome in (Outcome.ADDED, Outcome.UPDATED) and ref.simple_name not in damaged:
+                adoption = self._adoption(layout, ref, polled.new)
+                if adoption is not None:
+                    return Prepared(polled, Outcome.ADOPTED, started, client, adoption=adoption)
+            images = resolve(
+                client,
+                ref,
+                platform=options.platform,
+                multi_arch=options.multi_arch,
+                pinned=polled.new,
+            )
+            builder = ImageBuilder(publisher, client, self.cache, options.build)
+            blobs = [p for i in images for p in builder.needed_blobs(i, plan_layers(i))]
+            downloaded = builder.download(ref.repository, blobs)
+        except Interrupted:
+            raise
+        except (DuccError, OSError) as exc:
+            return Prepared(polled, outcome, started, client, error=exc)
+        return Prepared(polled, outcome, started, client, tuple(images), tuple(blobs), downloaded)
+
+    def _publish(
+        self, publisher: Publisher, ready: Ready[tuple[int, Target], Prepared]
+    ) -> ImageResult:
+        """Build and publish an image its lane prepared; the result to report."""
+        target, prepared = ready.item[1], ready.result
+        if ready.error is not None or prepared is None:
+            raise ready.error or RuntimeError("a lane handed over nothing")
+        polled, outcome = prepared.polled, prepared.outcome
+        if outcome is None:
+            return _result(target, polled, _passive(polled))
+        try:
+            if prepared.error is not None:
+                raise prepared.error
+            if prepared.adoption is not None:
+                adopt(publisher, prepared.adoption)
+                stats = BuildStats()
             else:
-                stats = self.convert_image(publisher, target.reference, result.new)
+                stats = self._build(publisher, target.reference, prepared)
         except Interrupted:
             raise
         except (DuccError, OSError) as exc:
             METRICS.inc("ducc_conversions_total", result="failed")
-            failure = _failure(target.wish, str(target.reference), exc, result)
-            return replace(failure, converted=True, seconds=time.monotonic() - started)
+            failure = _failure(target.wish, str(target.reference), exc, polled)
+            return replace(failure, converted=True, seconds=time.monotonic() - prepared.started)
+        finally:
+            self.cache.discard([p.blob for p in prepared.blobs])
         METRICS.inc("ducc_conversions_total", result=outcome.value)
         return _result(
             target,
-            result,
+            polled,
             outcome,
             converted=True,
-            seconds=time.monotonic() - started,
+            seconds=time.monotonic() - prepared.started,
             bytes_downloaded=stats.bytes_downloaded,
             layers_ingested=stats.layers_ingested,
             chains_built=stats.chains_built,
             flat_method=stats.flat_method,
         )
 
-    def convert_image(
-        self, publisher: Publisher, ref: Reference, polled: Digest | None = None
-    ) -> BuildStats:
-        """Resolve `ref` (at the `polled` digest, which the result reports), build its products
-        and publish them; the stats of the build."""
-        client = self.registries.client(ref)
+    def _build(self, publisher: Publisher, ref: Reference, prepared: Prepared) -> BuildStats:
+        """Chains, flat trees, layers and the final step (blobs a lane did not fetch, e.g.
+        after another image discarded a shared one, are fetched here)."""
         options = self.options
-        images = resolve(
-            client, ref, platform=options.platform, multi_arch=options.multi_arch, pinned=polled
-        )
+        client = prepared.client or self.registries.client(ref)
         builder = ImageBuilder(publisher, client, self.cache, options.build)
+        images = list(prepared.images)
         job = ImageJob(publisher, builder, ref, images, options.multi_arch, options.skip_podman)
-        return job.run()
+        stats = job.run()
+        stats.bytes_downloaded += prepared.downloaded
+        return stats
 
 
 def by_repo(wishes: list[Wish]) -> dict[CvmfsRepo, list[Wish]]:

@@ -3,22 +3,22 @@
 Each image is checked on its own schedule (interval with jitter, exponential backoff while
 it fails; a failing image never stops the others); wildcards are expanded again every
 interval; the recipes are re-read when a file changes or on SIGHUP (a broken recipe keeps
-the last good one); webhooks make pushed images due at once. SIGTERM finishes or aborts the
-current transaction and the loop ends. systemd is told READY, WATCHDOG and STATUS.
+the last good one; a storm of SIGHUPs is one reload); webhooks make pushed images due at
+once. SIGTERM finishes or aborts the current transaction and the loop ends, from any phase
+within seconds. Signals only set flags (`signals.INTERRUPTS`), which the loop reads.
+systemd is told READY, WATCHDOG and STATUS.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from ducc import log, sdnotify
 from ducc.convert import Converter, ConvertReport, Outcome, Target, by_repo, refused_result
@@ -28,6 +28,7 @@ from ducc.recipe import CvmfsRepo, load_wishlist
 from ducc.recipe_options import RecipeOptions
 from ducc.reference import Reference
 from ducc.schedule import Schedule, key_of
+from ducc.signals import INTERRUPTS
 from ducc.webhook import PushEvent
 
 _log = log.get("daemon")
@@ -78,11 +79,7 @@ class Daemon:
         self.cycles = 0
         self.last_beat = time.monotonic()
 
-    # --- outside events (signal handler, webhook thread) --------------------------------
-
-    def request_reload(self, _signum: int = 0, _frame: FrameType | None = None) -> None:
-        self.reload_requested = True
-        self.wake.set()
+    # --- outside events (the webhook thread; SIGHUP sets `INTERRUPTS.hangup`) -------------
 
     def on_push(self, events: list[PushEvent]) -> list[str]:
         """Make the wished images these pushes touch due now; wildcards are expanded again."""
@@ -108,8 +105,8 @@ class Daemon:
     # --- the loop --------------------------------------------------------------------
 
     def run(self, *, max_cycles: int | None = None) -> None:
-        """Loop until interrupted (SIGTERM/SIGINT raise `Interrupted`) or `max_cycles`."""
-        previous = signal.signal(signal.SIGHUP, self.request_reload)
+        """Loop until interrupted (`Interrupted` from SIGTERM/SIGINT) or `max_cycles`; the
+        caller installs `INTERRUPTS` with SIGHUP."""
         stop_beating = self._start_watchdog()
         try:
             while max_cycles is None or self.cycles < max_cycles:
@@ -119,7 +116,6 @@ class Daemon:
                 self._sleep()
         finally:
             stop_beating()
-            signal.signal(signal.SIGHUP, previous)
             sdnotify.notify("STOPPING=1")
 
     def cycle(self) -> None:
@@ -140,11 +136,13 @@ class Daemon:
         if wakeup is not None:
             candidates.append(wakeup)
         timeout = max(0.0, min(candidates) - time.time())
-        self.wake.wait(timeout)
+        INTERRUPTS.wait(self.wake, timeout)
         self.wake.clear()
 
     def _maybe_reload(self) -> None:
         current = _fingerprint(self.recipes)
+        if INTERRUPTS.take_hangup():
+            self.reload_requested = True
         if not self.reload_requested and current == self.fingerprint:
             return
         self.reload_requested = False
@@ -177,6 +175,7 @@ class Daemon:
     def _process(self, repo: CvmfsRepo, targets: list[Target]) -> None:
         """Check and convert `targets`; whatever happens, each gets its next check time."""
         report = ConvertReport()
+        INTERRUPTS.check()
         try:
             self.converter.process(repo, targets, report)
         except Interrupted:

@@ -148,6 +148,27 @@ class RateLimited(TransientError):
     """The registry answers 429 TOOMANYREQUESTS or reports its pull limit exhausted."""
 
 
+class TransferTooSlow(TransientError):
+    """A body arrived slower than the minimum rate over the rate window (a trickling peer)."""
+
+
+class DeadlineExceeded(RegistryError):
+    """A request (with its retries) or an image's registry traffic ran out of time.
+
+    Not retried: the time allowed is spent. `image` tells an image's deadline from one
+    request's.
+    """
+
+    def __init__(self, message: str, *, image: bool = False, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.image = image
+
+
+class RegistryStalled(RegistryError):
+    """A registry used up a whole request deadline a moment ago; its requests fail at once
+    until the cool-down ends, so that one stalled registry does not hold the others up."""
+
+
 # --- layers -------------------------------------------------------------------------------
 
 
@@ -234,6 +255,10 @@ class UnreadableRecords(ProductError):
             "again), then run gc again; `ducc verify` lists them too",
         )
         self.records = records
+
+
+class StateError(DuccError):
+    """ducc's local state database cannot be used; the message names the file."""
 
 
 class Interrupted(DuccError):

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ducc import log
-from ducc.errors import DuccError
+from ducc.errors import DuccError, Interrupted
 from ducc.reference import Reference
 from ducc.registry.client import Registries
 from ducc.registry.manifests import head_digest
@@ -41,6 +41,8 @@ def expand_one(
         images = expand(client, ref)
         if check and not ref.is_wildcard:
             head_digest(client, ref)
+    except Interrupted:
+        raise
     except DuccError as exc:
         log.get("expand").warning("expand_failed", image=str(ref), error=str(exc))
         return Expansion(ref, (), exc, ignore_errors)

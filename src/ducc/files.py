@@ -14,6 +14,16 @@ import stat
 import tempfile
 from pathlib import Path
 
+NAME_MAX = 255  # bytes in one file name (Linux)
+
+
+def sibling_name(name: str, suffix: str) -> str:
+    """`.<name><suffix>` for a temporary sibling of `name`, with `name` shortened so that the
+    whole fits in NAME_MAX bytes (a valid image name may use nearly all of them)."""
+    room = NAME_MAX - 1 - len(suffix.encode())
+    short = name.encode()[:room].decode(errors="ignore")
+    return f".{short}{suffix}"
+
 
 def is_real_dir(path: Path) -> bool:
     """A directory itself, not a symlink to one."""
@@ -35,7 +45,9 @@ def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write `data` as a new file at `path`: temp file beside it, then rename over the name."""
     if is_real_dir(path):
         shutil.rmtree(path)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    # mkstemp appends 8 random characters to the prefix
+    prefix = sibling_name(path.name, ".XXXXXXXX")[:-8]
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -91,7 +103,7 @@ def ensure_symlink(path: Path, target: str) -> bool:
         return False
     if is_real_dir(path):
         shutil.rmtree(path)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp = path.with_name(sibling_name(path.name, f".{os.getpid()}.tmp"))
     remove_entry(temp)
     os.symlink(target, temp)
     os.replace(temp, path)

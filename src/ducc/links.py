@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 from ducc.errors import PublishError
+from ducc.files import sibling_name
 from ducc.layout import MULTIARCH, Layout, relative_link
 from ducc.platform import Platform, platform_of_label
 from ducc.reference import Reference
@@ -32,7 +33,7 @@ def replace_symlink(link: Path, target: str) -> None:
     if link.exists() and not link.is_symlink():
         raise PublishError(f"refusing to replace {link}: it is not a symlink")
     link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.parent / f".{link.name}.tmp-{secrets.token_hex(4)}"
+    tmp = link.parent / sibling_name(link.name, f".tmp-{secrets.token_hex(4)}")
     os.symlink(target, tmp)
     try:
         os.replace(tmp, link)

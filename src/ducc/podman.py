@@ -31,6 +31,7 @@ from ducc.files import (
     tree_size,
     write_if_changed,
 )
+from ducc.rollback import Rollback
 
 OVERLAY = "overlay"
 IMAGES = "overlay-images"
@@ -114,6 +115,18 @@ class PodmanStore:
         layer_id = self._add_layer(image_id, flat_dir, when, size)
         self._record_image(image_id, names, layer_id, big_data, when)
         _log.info("podman_image_added", image=image_id, names=list(names), layer=layer_id)
+
+    def note_add(self, rollback: Rollback, image_id: str) -> None:
+        """Note for `rollback` everything `add_image(image_id=image_id, ...)` may change."""
+        layer_dir = self.root / OVERLAY / flat_layer_id(image_id)
+        image_dir = self.root / IMAGES / image_id
+        kept = [self.images_json, self.layers_json, layer_dir / "diff", layer_dir / "link"]
+        kept += sorted(image_dir.iterdir()) if image_dir.is_dir() else []
+        for path in kept:
+            rollback.file(path)
+        for directory in (self.root / OVERLAY / "l", self.root / OVERLAY, image_dir):
+            rollback.entries(directory)
+        rollback.entries(self.root / IMAGES)
 
     def remove_names(self, names: Iterable[str]) -> None:
         """Take `names` off whatever images carry them; images left nameless stay."""

@@ -11,22 +11,32 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ducc.digest import Digest
 from ducc.errors import RecordUnreadable
 from ducc.layout import METADATA, MULTIARCH, Layout
 from ducc.links import (
+    ARCH_ALIASES,
     link_arch_aliases,
     link_platform,
     link_public,
     link_variant,
     platform_label,
 )
-from ducc.metadata import read_diff_size, write_image_metadata
+from ducc.metadata import (
+    CONFIG_FILE,
+    INDEX_FILE,
+    MANIFEST_FILE,
+    layer_complete,
+    read_diff_size,
+    write_image_metadata,
+)
 from ducc.platform import Platform
 from ducc.podman import PodmanStore
 from ducc.products import flat_complete
 from ducc.recorded import RecordForm, platform_records, record_for
 from ducc.reference import Reference
 from ducc.registry.manifests import ResolvedImage
+from ducc.rollback import Rollback, undone_on_failure
 
 DEFAULT_ARCH = "amd64"
 
@@ -50,32 +60,21 @@ def write_pointers(
     """Podman entry, links, then metadata; `variant` publishes per-platform trees.
 
     The public links come after everything that can fail for reasons of the image (the
-    podman entry) and before the metadata that records the image as published: where no
-    transaction can roll back (the directory publisher), a failure leaves no link behind, and
-    a crash between links and metadata only makes the next run convert the image again."""
-    main = default_of(converted)
-    if main.flat is not None:
-        if podman:
-            _add_to_podman(layout, ref, main.image, main.flat)
-        if variant:
-            for item in converted:
-                if item.flat is not None:
-                    link_platform(
-                        layout, platform_label(layout, item.image.platform), ref, item.flat
-                    )
-            link_variant(layout, ref, platform_label(layout, main.image.platform))
-            link_arch_aliases(layout)
-        else:
-            link_public(layout, ref, main.flat)
-    if variant:
-        for item in converted:
-            label = platform_label(layout, item.image.platform)
-            directory = layout.root / METADATA / MULTIARCH / label / ref.simple_name
-            write_image_metadata(directory, item.image.manifest.raw, None, item.image.config.raw)
-    index = main.image.index.raw if main.image.index is not None else None
-    write_image_metadata(
-        layout.metadata_dir(ref), main.image.manifest.raw, index, main.image.config.raw
-    )
+    podman entry) and before the metadata that records the image as published, and every
+    file, link and directory is noted first: where no transaction can roll back (the
+    directory publisher), a failure part way restores what was there, so the image is
+    either published whole or not visible at all (and an update leaves the old version)."""
+    with undone_on_failure(f"final step of {ref}") as rollback:
+        main = default_of(converted)
+        if main.flat is not None:
+            if podman:
+                _add_to_podman(rollback, layout, ref, main.image, main.flat)
+            _link(rollback, layout, ref, converted, variant=variant)
+        for directory, item, index in _records(layout, ref, converted, variant=variant):
+            for name in (CONFIG_FILE, MANIFEST_FILE, INDEX_FILE):
+                rollback.file(directory / name)
+            rollback.created(directory)
+            write_image_metadata(directory, item.manifest.raw, index, item.config.raw)
     drop_superseded_records(layout, ref, [c.image.platform for c in converted])
 
 
@@ -100,9 +99,59 @@ def remove_record(layout: Layout, directory: Path) -> None:
         parent = parent.parent
 
 
-def _add_to_podman(layout: Layout, ref: Reference, image: ResolvedImage, flat: Path) -> None:
+def _link(
+    rollback: Rollback,
+    layout: Layout,
+    ref: Reference,
+    converted: list[Converted],
+    *,
+    variant: bool,
+) -> None:
+    """The public path, or with `variant` the per-platform links and the variant symlink."""
+    main = default_of(converted)
+    public = layout.public_path(ref)
+    rollback.file(public)
+    rollback.created(public)
+    if not variant and main.flat is not None:
+        link_public(layout, ref, main.flat)
+        return
+    for item in converted:
+        if item.flat is not None:
+            label = platform_label(layout, item.image.platform)
+            path = layout.multiarch_path(label, ref)
+            rollback.file(path)
+            rollback.created(path)
+            link_platform(layout, label, ref, item.flat)
+    link_variant(layout, ref, platform_label(layout, main.image.platform))
+    for alias in ARCH_ALIASES:
+        rollback.file(layout.root / MULTIARCH / alias)
+    link_arch_aliases(layout)
+
+
+def _records(
+    layout: Layout, ref: Reference, converted: list[Converted], *, variant: bool
+) -> list[tuple[Path, ResolvedImage, bytes | None]]:
+    """Where each record goes, with its image and index: per platform first, then the
+    image's own record, written last (it is what says the image is published)."""
+    records: list[tuple[Path, ResolvedImage, bytes | None]] = []
+    if variant:
+        for item in converted:
+            label = platform_label(layout, item.image.platform)
+            directory = layout.root / METADATA / MULTIARCH / label / ref.simple_name
+            records.append((directory, item.image, None))
+    main = default_of(converted).image
+    index = main.index.raw if main.index is not None else None
+    records.append((layout.metadata_dir(ref), main, index))
+    return records
+
+
+def _add_to_podman(
+    rollback: Rollback, layout: Layout, ref: Reference, image: ResolvedImage, flat: Path
+) -> None:
     config = image.config
-    PodmanStore(layout.podman_store).add_image(
+    store = PodmanStore(layout.podman_store)
+    store.note_add(rollback, config.digest.hex)
+    store.add_image(
         image_id=config.digest.hex,
         names=[ref.simple_name],
         flat_dir=flat,
@@ -133,10 +182,12 @@ def image_created(config: bytes) -> datetime | None:
 
 
 def published_ok(layout: Layout, ref: Reference, *, skip_flat: bool) -> bool:
-    """Whether the recorded image is really in place: its flat tree complete and linked.
+    """Whether the recorded image is really in place: its config recorded, its layers
+    complete, its flat tree complete and linked.
 
-    A cheap check (a few stats) so an unchanged tag whose products were damaged or
-    removed is converted again rather than trusted.
+    A cheap check (a few stats and one small read) so an unchanged tag whose products were
+    damaged or removed (a layer's tree or `layers.json`, an emptied `config.json`) is
+    converted again rather than trusted; `convert --repair` looks at contents too.
     """
     try:
         record = record_for(layout, ref)
@@ -144,9 +195,13 @@ def published_ok(layout: Layout, ref: Reference, *, skip_flat: bool) -> bool:
         return False
     if record is None or record.label is not None:
         return False  # only DUCC's record of a manifest list: ducc records it anew
+    digest = record.config
+    if not _config_recorded(layout, ref, digest):
+        return False
+    if not all(layer_complete(layout, blob) for blob in record.layers):
+        return False
     if skip_flat:
         return True
-    digest = record.config
     flat = layout.flat_dir(digest)
     if not flat_complete(layout, digest):
         return False
@@ -156,3 +211,14 @@ def published_ok(layout: Layout, ref: Reference, *, skip_flat: bool) -> bool:
     if "$(CVMFS_ARCH" in os.readlink(link):
         return any((layout.root / MULTIARCH).glob(f"*/{ref.simple_name}"))
     return link.resolve() == flat.resolve()
+
+
+def _config_recorded(layout: Layout, ref: Reference, digest: Digest) -> bool:
+    """`config.json` is the manifest's config (records of older runs have none)."""
+    try:
+        raw = (layout.metadata_dir(ref) / CONFIG_FILE).read_bytes()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return Digest.of(raw, digest.algorithm) == digest

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from ducc import log
 from ducc.digest import Digest
-from ducc.errors import DuccError, NotFound
+from ducc.errors import DuccError, Interrupted, NotFound
 from ducc.reference import Reference
 from ducc.registry.client import Registries
 from ducc.registry.faults import NOT_FOUND_CODES
@@ -63,6 +63,8 @@ def poll_one(registries: Registries, ref: Reference, recorded: Recorded) -> Poll
     except NotFound as exc:
         gone = _tag_is_gone(exc) and old is not None
         result = PollResult(ref, PollStatus.VANISHED if gone else PollStatus.FAILED, old, None, exc)
+    except Interrupted:
+        raise
     except DuccError as exc:
         result = PollResult(ref, PollStatus.FAILED, old, None, exc)
     else:

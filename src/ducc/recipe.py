@@ -19,6 +19,7 @@ import yaml
 
 from ducc.errors import BadPattern, BadReference, RecipeInvalid
 from ducc.glob import Glob, compile_glob
+from ducc.public_paths import public_path_problems
 from ducc.recipe_nodes import node_kind, node_source, node_value
 from ducc.recipe_options import RecipeOptions, RefusedWish
 from ducc.reference import (
@@ -124,6 +125,9 @@ def load_wishlist(paths: list[str], options: RecipeOptions | None = None) -> Wis
     if problems:
         raise RecipeInvalid(problems)
     _merge_duplicates(wishlist)
+    collisions = public_path_problems(wishlist.wishes)
+    if collisions:
+        raise RecipeInvalid(collisions)
     return wishlist
 
 

@@ -1,9 +1,12 @@
-"""SIGINT and SIGTERM become an `Interrupted` error, raised where it is safe.
+"""Signals set flags; the code polls them where it is safe to stop.
 
-Inside `shielded()` (opening, publishing or aborting a transaction) a signal is only
-noted; the code that holds the shield calls `check()` once it has reached a consistent
-state, so a transaction is finished or aborted, never left in doubt. A second signal
-while cleaning up is noted, not raised again.
+A handler only stores a number (never a lock, a log line or an exception), so a storm of
+signals cannot re-enter anything: SIGINT and SIGTERM note that ducc must stop, SIGHUP that
+the recipes should be re-read (many SIGHUPs before the loop looks are one reload). Work
+calls `check()`, which raises `Interrupted` once per thread; waits use `sleep()`, which
+looks at the flag several times a second. Inside `shielded()` (opening, publishing or
+aborting a transaction) `check()` does not raise: the holder checks once it has reached a
+consistent state, so a transaction is finished or aborted, never left in doubt.
 """
 
 from __future__ import annotations
@@ -11,57 +14,117 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 from ducc import log
 from ducc.errors import Interrupted
 
 _log = log.get("signals")
+SLICE = 0.2  # seconds a wait goes without looking at the flags
 
 
 class Interrupts:
     def __init__(self) -> None:
-        self.received: int | None = None
-        self._depth = 0
-        self._raised = False
+        self.received: int | None = None  # SIGINT or SIGTERM
+        self.hangup = False  # SIGHUP since the last `take_hangup()`
+        self._generation = 0  # bumped by `installed()`, so old raises do not count
+        self._local = threading.local()
 
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        first = self.received is None
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
         self.received = signum
-        _log.warning("signal_received", signal=name, shielded=self._depth > 0)
-        if first and self._depth == 0 and not self._raised:
-            self._raised = True
-            raise Interrupted(f"interrupted by {name}")
+
+    def _hang_up(self, _signum: int, _frame: FrameType | None) -> None:
+        self.hangup = True
 
     @contextlib.contextmanager
-    def installed(self) -> Iterator[Interrupts]:
-        """Route SIGINT/SIGTERM here for the duration (main thread only; else a no-op)."""
+    def installed(self, *, hangup: bool = False) -> Iterator[Interrupts]:
+        """Route SIGINT/SIGTERM (and SIGHUP with `hangup`) here for the duration (main thread
+        only; else a no-op). Afterwards SIGHUP is ignored rather than left to its default
+        action, which would kill a process that is still cleaning up."""
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
-        previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.received, self.hangup = None, False
+        self._generation += 1
+        handlers: dict[signal.Signals, Callable[[int, FrameType | None], None]] = {
+            signal.SIGINT: self._stop,
+            signal.SIGTERM: self._stop,
+        }
+        if hangup:
+            handlers[signal.SIGHUP] = self._hang_up
+        previous = {s: signal.signal(s, h) for s, h in handlers.items()}
         try:
             yield self
         finally:
             for signum, handler in previous.items():
-                signal.signal(signum, handler)
+                default = signum == signal.SIGHUP and handler in (signal.SIG_DFL, None)
+                signal.signal(signum, signal.SIG_IGN if default else handler)
+
+    @property
+    def stopping(self) -> bool:
+        """SIGINT or SIGTERM arrived."""
+        return self.received is not None
+
+    def take_hangup(self) -> bool:
+        """Whether SIGHUP arrived since the last call (several count as one)."""
+        if not self.hangup:
+            return False
+        self.hangup = False
+        return True
 
     @contextlib.contextmanager
     def shielded(self) -> Iterator[None]:
-        """Hold signals back while the block runs; the caller decides when to `check()`."""
-        self._depth += 1
+        """Hold signals back in this thread while the block runs; the caller decides when
+        to `check()`."""
+        self._local.depth = self._depth + 1
         try:
             yield
         finally:
-            self._depth -= 1
+            self._local.depth -= 1
+
+    @property
+    def _depth(self) -> int:
+        depth: int = getattr(self._local, "depth", 0)
+        return depth
 
     def check(self) -> None:
-        """Raise `Interrupted` if a signal arrived and has not been raised yet."""
-        if self.received is not None and self._depth == 0 and not self._raised:
-            self._raised = True
-            raise Interrupted(f"interrupted by {signal.Signals(self.received).name}")
+        """Raise `Interrupted` if a signal arrived, unless shielded or this thread already
+        raised it (its cleanup code may run on)."""
+        if self.received is None or self._depth:
+            return
+        if getattr(self._local, "raised", None) == self._generation:
+            return
+        self._local.raised = self._generation
+        name = signal.Signals(self.received).name
+        _log.warning("signal_received", signal=name)
+        raise Interrupted(f"interrupted by {name}")
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds`, but raise `Interrupted` within a fraction of a second of a signal."""
+        end = time.monotonic() + max(0.0, seconds)
+        self.check()
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(SLICE, left))
+            self.check()
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Wait for `event` at most `seconds`; return early on SIGHUP, raise on a stop."""
+        end = time.monotonic() + max(0.0, seconds)
+        while not event.is_set() and not self.hangup:
+            self.check()
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            event.wait(min(SLICE, left))
+        self.check()
+        return event.is_set()
 
 
 INTERRUPTS = Interrupts()
+
+
+def interruptible_sleep(seconds: float) -> None:
+    """`time.sleep` that ends within a fraction of a second of SIGINT or SIGTERM."""
+    INTERRUPTS.sleep(seconds)

@@ -1,7 +1,10 @@
 """ducc's local state in SQLite (WAL): per image what was seen and when, and a history.
 
 The repository's metadata stays the truth about what is published; this state only
-schedules work and answers `ducc status`. Deleting it costs re-checks, never a wrong answer.
+schedules work and answers `ducc status`. Deleting it costs re-checks, never a wrong answer,
+so a damaged or unreadable database is moved aside (with a warning naming it) and a new one
+is filled again by the next checks; where none can be written (a full or read-only state
+directory) the state lives in memory for the run. The history keeps its newest entries.
 """
 
 from __future__ import annotations
@@ -9,10 +12,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from ducc import log
+from ducc.errors import StateError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -41,6 +48,10 @@ CREATE TABLE IF NOT EXISTS conversions (
 );
 CREATE INDEX IF NOT EXISTS conversions_image ON conversions (cvmfs_repo, image);
 """
+HISTORY = 10_000  # conversions kept
+# SQLite's answers that mean the file itself is bad: it is moved aside and made anew.
+_DAMAGED = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+_log = log.get("state")
 
 
 def default_state_dir() -> Path:
@@ -82,27 +93,96 @@ class Conversion:
 
 
 class State:
-    """One SQLite database under the state directory; safe to share between threads."""
+    """One SQLite database under the state directory; safe to share between threads.
+
+    `in_memory` says why the state is not kept on disk this run (None when it is).
+    """
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / "state.sqlite"
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self.in_memory: str | None = None
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return _connect(self.path)
+        except (sqlite3.Error, OSError) as exc:
+            error: Exception = exc
+        if _damaged(self.path, error) and self._move_aside(error):
+            try:
+                return _connect(self.path)
+            except (sqlite3.Error, OSError) as exc:
+                error = exc
+        return self._memory(error)
+
+    def _move_aside(self, error: Exception) -> bool:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        try:
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+        except OSError:
+            return False
+        _log.warning(
+            "state_damaged",
+            path=str(self.path),
+            moved_to=str(aside),
+            error=_text(error),
+            hint="a new state is filled by the next checks; the repository says what is published",
+        )
+        return True
+
+    def _memory(self, error: Exception) -> sqlite3.Connection:
+        """A state for this run only: ducc keeps publishing without a writable state."""
+        self.in_memory = f"{self.path}: {_text(error)}"
+        _log.warning(
+            "state_unavailable",
+            path=str(self.path),
+            error=_text(error),
+            hint="the state is kept in memory for this run; free space or fix the directory",
+        )
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        db.executescript(SCHEMA)
+        return db
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._db:
-            yield self._db
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                where = self.in_memory or str(self.path)
+                raise StateError(
+                    f"state database {where}: {_text(exc)}",
+                    hint="move the file aside: ducc makes a new one (nothing is lost that the "
+                    "repository does not record)",
+                ) from exc
+
+    def _write(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        """Run `sql` for each of `rows` in one transaction. A database that fails a write (its
+        disk filled up, its file went bad) is replaced by one in memory, which takes it."""
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.executemany(sql, rows)
+                return
+            except sqlite3.Error as exc:
+                if self.in_memory is not None:
+                    raise StateError(f"state database in memory: {_text(exc)}") from exc
+                error = exc
+            self._db.close()
+            self._db = self._memory(error)
+            with self._db:
+                self._db.executemany(sql, rows)
 
     def get(self, cvmfs_repo: str, image: str) -> ImageState | None:
-        with self._tx() as db:
+        with self._reading() as db:
             row = db.execute(
                 "SELECT * FROM images WHERE cvmfs_repo = ? AND image = ?", (cvmfs_repo, image)
             ).fetchone()
@@ -122,68 +202,52 @@ class State:
     ) -> None:
         """Store the outcome of one check; a failure counts up, a success resets the count."""
         failed = error is not None
-        with self._tx() as db:
-            db.execute(
-                """INSERT INTO images (cvmfs_repo, image, wish, status, digest, last_check,
-                       last_success, last_error, next_check, failures)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                   ON CONFLICT (cvmfs_repo, image) DO UPDATE SET
-                       wish = excluded.wish, status = excluded.status,
-                       digest = COALESCE(excluded.digest, digest),
-                       last_check = excluded.last_check,
-                       last_success = COALESCE(excluded.last_success, last_success),
-                       last_error = excluded.last_error, next_check = excluded.next_check,
-                       failures = CASE WHEN ? THEN failures + 1 ELSE 0 END""",
-                (
-                    cvmfs_repo,
-                    image,
-                    wish,
-                    status,
-                    digest,
-                    now,
-                    None if failed else now,
-                    error,
-                    next_check,
-                    1 if failed else 0,
-                    failed,
-                ),
-            )
+        success = None if failed else now
+        row = (cvmfs_repo, image, wish, status, digest, now, success, error, next_check)
+        self._write(
+            """INSERT INTO images (cvmfs_repo, image, wish, status, digest, last_check,
+                   last_success, last_error, next_check, failures)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (cvmfs_repo, image) DO UPDATE SET
+                   wish = excluded.wish, status = excluded.status,
+                   digest = COALESCE(excluded.digest, digest),
+                   last_check = excluded.last_check,
+                   last_success = COALESCE(excluded.last_success, last_success),
+                   last_error = excluded.last_error, next_check = excluded.next_check,
+                   failures = CASE WHEN ? THEN failures + 1 ELSE 0 END""",
+            [(*row, 1 if failed else 0, failed)],
+        )
 
     def schedule(self, cvmfs_repo: str, image: str, next_check: float) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE images SET next_check = ? WHERE cvmfs_repo = ? AND image = ?",
-                (next_check, cvmfs_repo, image),
-            )
+        self._write(
+            "UPDATE images SET next_check = ? WHERE cvmfs_repo = ? AND image = ?",
+            [(next_check, cvmfs_repo, image)],
+        )
 
     def record_conversion(self, conversion: Conversion) -> None:
-        with self._tx() as db:
-            db.execute(
-                """INSERT INTO conversions (cvmfs_repo, image, started, finished, result,
-                       digest, bytes, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    conversion.cvmfs_repo,
-                    conversion.image,
-                    conversion.started,
-                    conversion.finished,
-                    conversion.result,
-                    conversion.digest,
-                    conversion.bytes,
-                    conversion.error,
-                ),
-            )
+        """Add to the history, which keeps its newest `HISTORY` entries."""
+        c = conversion
+        self._write(
+            """INSERT INTO conversions (cvmfs_repo, image, started, finished, result,
+                   digest, bytes, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            [(c.cvmfs_repo, c.image, c.started, c.finished, c.result, c.digest, c.bytes, c.error)],
+        )
+        self._write(
+            "DELETE FROM conversions WHERE id <= (SELECT MAX(id) FROM conversions) - ?",
+            [(HISTORY,)],
+        )
 
     def images(self, cvmfs_repo: str | None = None) -> list[ImageState]:
         query = "SELECT * FROM images"
         args: tuple[str, ...] = ()
         if cvmfs_repo is not None:
             query, args = query + " WHERE cvmfs_repo = ?", (cvmfs_repo,)
-        with self._tx() as db:
+        with self._reading() as db:
             rows = db.execute(query + " ORDER BY cvmfs_repo, image", args).fetchall()
         return [ImageState(*row) for row in rows]
 
     def conversions(self, limit: int = 100) -> list[Conversion]:
-        with self._tx() as db:
+        with self._reading() as db:
             rows = db.execute(
                 """SELECT cvmfs_repo, image, started, finished, result, digest, bytes, error
                    FROM conversions ORDER BY id DESC LIMIT ?""",
@@ -193,8 +257,38 @@ class State:
 
     def forget(self, cvmfs_repo: str, images: list[str]) -> None:
         """Drop images no longer wished for (their history stays)."""
-        with self._tx() as db:
-            db.executemany(
-                "DELETE FROM images WHERE cvmfs_repo = ? AND image = ?",
-                [(cvmfs_repo, image) for image in images],
-            )
+        self._write(
+            "DELETE FROM images WHERE cvmfs_repo = ? AND image = ?",
+            [(cvmfs_repo, image) for image in images],
+        )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """The database at `path`, checked (`quick_check`) and with its tables."""
+    db = sqlite3.connect(path, check_same_thread=False, timeout=30)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        verdict = db.execute("PRAGMA quick_check").fetchone()
+        if verdict is None or verdict[0] != "ok":
+            error = sqlite3.DatabaseError(f"quick_check: {verdict[0] if verdict else 'no answer'}")
+            error.sqlite_errorname = "SQLITE_CORRUPT"
+            raise error
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _damaged(path: Path, error: Exception) -> bool:
+    """Whether `error` says the file is bad (then it is moved aside), rather than the
+    directory or the disk (then it is left alone and the state lives in memory)."""
+    name = getattr(error, "sqlite_errorname", "")
+    if any(name.startswith(bad) for bad in _DAMAGED):
+        return True
+    return name == "SQLITE_CANTOPEN" and os.path.lexists(path) and not path.is_file()
+
+
+def _text(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"

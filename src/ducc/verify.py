@@ -1,11 +1,13 @@
 """`ducc verify`: check that a repository is consistent, without changing it.
 
 Every recorded image (`.metadata/.../manifest.json`, in ducc's form or DUCC's, see
-`recorded.py`) must have a public path that resolves to a complete flat tree named by its
-config digest, and complete layers whose metadata matches their digests; chains must be
-complete; podman entries must point at complete flat trees (or, in DUCC's older per-layer
-store, at complete layers). Problems make `ducc verify` exit 1; warnings (leftovers that no
-client sees) do not.
+`recorded.py`) must have a public path that resolves to the complete flat tree of the
+config its manifest names, a `config.json` of that digest (where one is recorded), and
+complete layers whose metadata matches their digests and the config's diff_ids; chains must
+be complete; podman entries must point at complete flat trees (or, in DUCC's older
+per-layer store, at complete layers). `deep` also compares the products' content
+(`deepcheck.py`). Problems make `ducc verify` exit 1; warnings (leftovers that no client
+sees) do not.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ducc.deepcheck import DeepCheck, image_products
 from ducc.digest import Digest, digest_problem
+from ducc.errors import RecordUnreadable
 from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS, METADATA, MULTIARCH, Layout
-from ducc.metadata import INDEX_FILE, LAYERS_FILE, MANIFEST_FILE
+from ducc.metadata import CONFIG_FILE, INDEX_FILE, LAYERS_FILE, MANIFEST_FILE
 from ducc.podman import OVERLAY, PodmanStore, load_json_list
 from ducc.products import APPTAINER_MARK
-from ducc.recorded import Record, RecordForm, scan_records
+from ducc.recorded import Record, RecordForm, read_record, scan_records
 
 STAGING_MARK = ".tmp-"
 
@@ -38,7 +42,7 @@ class VerifyReport:
         return not self.problems
 
 
-def verify(root: Path) -> VerifyReport:
+def verify(root: Path, *, deep: bool = False) -> VerifyReport:
     """Check the repository at `root` (the directory holding `.layers`, `.flat`, ...)."""
     report = VerifyReport()
     layout = Layout(root)
@@ -51,7 +55,26 @@ def verify(root: Path) -> VerifyReport:
     _check_shards(root / CHAINS, report, "chain", lambda p: (p / CATALOG_MARKER).is_file())
     _check_shards(root / FLAT, report, "flat tree", lambda p: (p / APPTAINER_MARK).is_dir())
     _check_podman(layout, report)
+    if deep:
+        check = DeepCheck()
+        for record in scan.records:
+            products = image_products(layout, record.directory)
+            damages = check.image(products) if products is not None else []
+            report.problems += [f"{record.name}: {damage}" for damage in damages]
     return report
+
+
+def record_problems(layout: Layout, directory: Path) -> list[str]:
+    """What is wrong with one record and what it names, without reading content: its
+    config, its layers' completion and diff_ids, its public path."""
+    name = os.path.relpath(directory, layout.root / METADATA)
+    try:
+        record = read_record(directory, name)
+    except RecordUnreadable as exc:
+        return [f"{name}: {exc}"]
+    report = VerifyReport()
+    _check_image(layout, name, [record], report)
+    return report.problems
 
 
 def _images(records: tuple[Record, ...]) -> dict[str, list[Record]]:
@@ -80,11 +103,17 @@ def _check_image(
         _check_index(name, main.directory, report)
     layers = set()
     for record in records:
-        for blob in record.layers:
-            if _layer_ok(layout.layer_dir(blob)):
-                layers.add(blob.hex)
-            else:
+        diff_ids = _check_config(name, record, report)
+        for index, blob in enumerate(record.layers):
+            if not _layer_ok(layout.layer_dir(blob)):
                 report.problems.append(f"{name}: layer {blob} is missing or incomplete")
+                continue
+            layers.add(blob.hex)
+            wanted = diff_ids[index] if diff_ids and index < len(diff_ids) else None
+            recorded = _read_json(layout.layer_dir(blob) / METADATA / LAYERS_FILE)
+            written = recorded[0].get("diff-digest")
+            if wanted is not None and written is not None and written != wanted:
+                report.problems.append(f"{name}: layer {blob}: layers.json names another diff_id")
     link = layout.root / name
     if not link.is_symlink():
         if any(layout.flat_dir(r.config).exists() for r in records):
@@ -93,7 +122,36 @@ def _check_image(
     target = _resolve_public(layout, name, link)
     if target is None or not (target / APPTAINER_MARK).is_dir():
         report.problems.append(f"{name}: public path does not resolve to a complete flat tree")
+    elif "$(CVMFS_ARCH" not in os.readlink(link) and target != (
+        layout.flat_dir(main.config).resolve()
+    ):
+        report.problems.append(
+            f"{name}: public path leads to {target.name[:12]}, but manifest.json names "
+            f"config {main.config}"
+        )
     return layers
+
+
+def _check_config(name: str, record: Record, report: VerifyReport) -> list[str] | None:
+    """`config.json` must be the config the manifest names (older records, and DUCC's,
+    have none); its diff_ids, if it is."""
+    try:
+        raw = (record.directory / CONFIG_FILE).read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        report.problems.append(f"{name}: config.json is unreadable: {exc.strerror}")
+        return None
+    if Digest.of(raw, record.config.algorithm) != record.config:
+        report.problems.append(
+            f"{name}: config.json is not the config {record.config} of manifest.json"
+        )
+        return None
+    try:
+        diff_ids = json.loads(raw)["rootfs"]["diff_ids"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return [str(d) for d in diff_ids] if isinstance(diff_ids, list) else None
 
 
 def _check_index(name: str, directory: Path, report: VerifyReport) -> None:

@@ -352,8 +352,9 @@ def test_a_real_stratum_0_refuses_and_contains_alike(
 
 
 def test_the_repository_verifies_after_the_attacks(world: World) -> None:
-    """Refused images left nothing half-built behind: every product is complete."""
-    run = ducc("verify", "--json", world.repo)
+    """Refused images left nothing half-built behind: every product is complete, and the
+    contents of the layers, chains and flat trees of the images published agree."""
+    run = ducc("verify", "--deep", "--json", world.repo)  # contents agree too
     assert run.code == 0, run.stdout[-3000:]
     report = run.json()[str(world.repo)]
     assert report["problems"] == []

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
@@ -20,13 +21,16 @@ from types import TracebackType
 @dataclass(frozen=True)
 class Reply:
     """One canned answer: `body` sent `repeat` times (a huge body costs the server no memory).
-    Without `length` there is no Content-Length: the body ends when the connection closes."""
+    Without `length` there is no Content-Length: the body ends when the connection closes.
+    With `interval`, the body trickles: `chunk` bytes every `interval` seconds."""
 
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     status: int = 200
     length: bool = True
     repeat: int = 1
+    chunk: int = 1
+    interval: float = 0.0
 
 
 def _digest(body: bytes, repeat: int) -> str:
@@ -48,6 +52,7 @@ class StaticRegistry:
     def __init__(self) -> None:
         self.replies: dict[str, Reply] = {}
         self.hits: Counter[str] = Counter()
+        self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -93,13 +98,17 @@ class StaticRegistry:
         length: bool = True,
         repeat: int = 1,
         algorithm: str = "sha256",
+        chunk: int = 1,
+        interval: float = 0.0,
     ) -> str:
         """Serve `data` (or other bytes: `served`, `repeat` times) as the blob named by
-        `data`'s digest (`algorithm`: sha256 or sha512)."""
+        `data`'s digest (`algorithm`: sha256 or sha512); with `interval`, `chunk` bytes at a
+        time."""
         digest = f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
         body = data if served is None else served
         headers = {"Content-Type": "application/octet-stream", "Docker-Content-Digest": digest}
-        self.replies[f"/v2/{repository}/blobs/{digest}"] = Reply(body, headers, 200, length, repeat)
+        reply = Reply(body, headers, 200, length, repeat, chunk, interval)
+        self.replies[f"/v2/{repository}/blobs/{digest}"] = reply
         return digest
 
     def redirect(self, path: str, location: str, status: int = 307) -> None:
@@ -124,6 +133,7 @@ class StaticRegistry:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -140,6 +150,16 @@ class StaticRegistry:
         self.stop()
 
 
+def _ranged(reply: Reply, asked: str | None) -> Reply:
+    """The part `Range: bytes=N-` asks for of a trickled blob (206), as registries answer."""
+    match = re.fullmatch(r"bytes=(\d+)-", asked or "")
+    if match is None or reply.status != 200 or reply.repeat != 1 or not reply.interval:
+        return reply
+    start, size = int(match.group(1)), len(reply.body)
+    headers = {**reply.headers, "Content-Range": f"bytes {start}-{size - 1}/{size}"}
+    return replace(reply, body=reply.body[start:], headers=headers, status=206)
+
+
 def _handler_for(registry: StaticRegistry) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         # HTTP/1.0: one request per connection, so a body without Content-Length ends at close.
@@ -152,7 +172,9 @@ def _handler_for(registry: StaticRegistry) -> type[BaseHTTPRequestHandler]:
             self._answer(send_body=False)
 
         def _answer(self, *, send_body: bool) -> None:
-            reply = registry.reply(self.command, self.path.split("?", 1)[0])
+            reply = _ranged(
+                registry.reply(self.command, self.path.split("?", 1)[0]), self.headers.get("Range")
+            )
             try:
                 self.send_response(reply.status)
                 for key, value in reply.headers.items():
@@ -161,9 +183,19 @@ def _handler_for(registry: StaticRegistry) -> type[BaseHTTPRequestHandler]:
                     self.send_header("Content-Length", str(len(reply.body) * reply.repeat))
                 self.end_headers()
                 for _ in range(reply.repeat if send_body else 0):
-                    self.wfile.write(reply.body)
+                    self._body(reply)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client stopped reading (a body over its limit): that is the point
+
+        def _body(self, reply: Reply) -> None:
+            if not reply.interval:
+                self.wfile.write(reply.body)
+                return
+            for start in range(0, len(reply.body), reply.chunk):
+                if registry.stopping.wait(reply.interval):
+                    return
+                self.wfile.write(reply.body[start : start + reply.chunk])
+                self.wfile.flush()
 
         def log_message(self, format: str, *args: object) -> None:
             return

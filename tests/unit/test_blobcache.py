@@ -1,5 +1,5 @@
 """The blob cache: what a killed run left is removed by the next run, never while another
-ducc uses the cache."""
+ducc uses the cache; two processes sharing it never remove each other's blobs."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ def test_a_run_alone_removes_what_a_killed_run_left(tmp_path: Path) -> None:
     with BlobCache(tmp_path / "downloads").in_use():
         assert not blob.exists()
         assert not part.exists()
-        assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == [LOCK]
+        left = sorted(p.name for p in (tmp_path / "downloads").iterdir())
+        assert left[0] == LOCK
+        assert [n.startswith(f"run-{os.getpid()}-") for n in left[1:]] == [True]  # its own
 
 
 def test_files_that_are_not_ducc_s_are_never_removed(tmp_path: Path) -> None:
@@ -61,3 +63,15 @@ def test_a_running_ducc_keeps_others_from_sweeping(tmp_path: Path) -> None:
         blob, _ = leftovers(tmp_path / "downloads")  # downloaded by this run
         with BlobCache(tmp_path / "downloads").in_use():
             assert blob.exists()
+
+
+def test_two_processes_sharing_the_cache_never_remove_each_others_blobs(tmp_path: Path) -> None:
+    first, second = BlobCache(tmp_path / "downloads"), BlobCache(tmp_path / "downloads")
+    with first.in_use(), second.in_use():  # two ducc runs (one lock each, as two processes)
+        for cache in (first, second):  # both download the same base layer
+            cache.path(BLOB).parent.mkdir(parents=True, exist_ok=True)
+            cache.path(BLOB).write_bytes(b"layer")
+        first.discard([BLOB])  # the first run's image is converted
+        assert second.path(BLOB).read_bytes() == b"layer"  # the second still reads it
+        assert not first.path(BLOB).exists()
+    assert sorted(p.name for p in (tmp_path / "downloads").iterdir()) == [LOCK]  # tidy after

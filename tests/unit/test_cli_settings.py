@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ducc.cli.common import registry_settings
@@ -69,3 +71,51 @@ def test_the_command_line_exits_2_on_a_bad_value(
     code, _, err = run(["expand", "-i", "127.0.0.1:1/team/app:1"], capsys)
     assert code == ExitCode.BAD_INPUT
     assert "DUCC_REGISTRY_READ_TIMEOUT='forever'" in err
+
+
+def test_the_deadline_variables_set_their_fields() -> None:
+    settings = registry_settings(
+        {
+            "DUCC_REGISTRY_DEADLINE": "30",
+            "DUCC_REGISTRY_MIN_RATE": "0",
+            "DUCC_REGISTRY_RATE_WINDOW": "5",
+        }
+    )
+    assert (settings.deadline, settings.min_rate, settings.rate_window) == (30, 0, 5)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DUCC_REGISTRY_DEADLINE", "0"),
+        ("DUCC_REGISTRY_DEADLINE", "2m"),
+        ("DUCC_REGISTRY_MIN_RATE", "-1"),
+        ("DUCC_REGISTRY_MIN_RATE", "1k"),
+        ("DUCC_REGISTRY_RATE_WINDOW", "0"),
+    ],
+)
+def test_a_bad_deadline_variable_stops_the_command_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    code, _, err = run(["expand", "-i", "127.0.0.1:1/team/app:1"], capsys)
+    assert code == ExitCode.BAD_INPUT
+    assert f"{name}={value!r}" in err
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5m"])
+def test_a_bad_image_deadline_from_the_environment_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    value: str,
+) -> None:
+    monkeypatch.setenv("DUCC_IMAGE_DEADLINE", value)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("version: 1\ncvmfs_repo: x.test\ninput:\n  - '127.0.0.1:1/team/app:1'\n")
+    code, _, err = run(["convert", str(recipe), "--publisher", "dir"], capsys)
+    assert code == ExitCode.BAD_INPUT
+    assert f"DUCC_IMAGE_DEADLINE={value!r}" in err
+    code, _, err = run(["convert", str(recipe), "--image-deadline", "0s"], capsys)
+    assert code == ExitCode.BAD_INPUT
+    assert "--image-deadline" in err

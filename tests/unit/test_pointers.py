@@ -1,4 +1,5 @@
-"""Pointers to a converted image: the podman entry's creation time comes from the config."""
+"""Pointers to a converted image: links, podman entry and record, written whole or not at
+all; the podman entry's creation time comes from the config."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ducc import pointers
 from ducc.digest import Digest
 from ducc.layout import Layout
 from ducc.oci import ImageManifest, parse_config, parse_manifest
@@ -75,3 +77,80 @@ def test_a_failing_podman_entry_leaves_no_link_and_no_metadata(
         write_pointers(layout, REF, [Converted(image, flat)], variant=False, podman=True)
     assert not os.path.lexists(layout.public_path(REF))
     assert record_for(layout, REF) is None
+
+
+# --- the final step is all or nothing, even without a transaction ---------------------------
+
+
+def _resolved_as(text: str, ref_text: str = "registry.test/team/app:v1") -> ResolvedImage:
+    image = make_image([make_layer([directory("etc"), file("etc/app", text)])])
+    manifest = parse_manifest(image.manifest, image.manifest_type)
+    assert isinstance(manifest, ImageManifest)
+    config = parse_config(image.config, Digest.parse(image.config_digest))
+    return ResolvedImage(parse_reference(ref_text), config.platform, manifest, config)
+
+
+def _publish(layout: Layout, image: ResolvedImage) -> Path:
+    flat = layout.flat_dir(image.config.digest)
+    flat.mkdir(parents=True, exist_ok=True)
+    converted = [Converted(image, flat)]
+    write_pointers(layout, image.reference, converted, variant=False, podman=True)
+    return flat
+
+
+def _names(layout: Layout) -> dict[str, list[str]]:
+    return {i.id: list(i.names) for i in PodmanStore(layout.podman_store).images()}
+
+
+def _fail_the_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last write of the step fails, as on a full inode table."""
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pointers, "write_image_metadata", full)
+
+
+def test_a_new_image_whose_record_fails_leaves_no_link_and_no_podman_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = Layout(tmp_path)
+    _publish(layout, _resolved_as("other", "registry.test/team/other:1"))  # already there
+    before = _names(layout)
+    _fail_the_record(monkeypatch)
+    image = _resolved_as("new")
+    with pytest.raises(OSError, match="No space"):
+        _publish(layout, image)
+    assert not os.path.lexists(layout.public_path(image.reference))
+    assert _names(layout) == before  # the store as it was: no entry names the image
+    store = layout.podman_store
+    assert not (store / "overlay-images" / image.config.digest.hex).exists()
+    assert record_for(layout, image.reference) is None
+
+
+def test_an_update_whose_record_fails_keeps_the_old_version_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = Layout(tmp_path)
+    old = _resolved_as("old")
+    old_flat = _publish(layout, old)
+    _fail_the_record(monkeypatch)
+    with pytest.raises(OSError, match="No space"):
+        _publish(layout, _resolved_as("new"))
+    assert layout.public_path(REF).resolve() == old_flat.resolve()
+    assert _names(layout) == {old.config.digest.hex: [REF.simple_name]}
+    record = record_for(layout, REF)
+    assert record is not None
+    assert record.config == old.config.digest
+
+
+def test_a_name_that_fills_a_file_name_is_published(tmp_path: Path) -> None:
+    repository = "team/" + "a" * 150
+    for tag_length in range(240 - 151, 255 - 151 + 1):  # components of 240 to 255 bytes
+        ref = f"registry.test/{repository}:{'t' * tag_length}"
+        image = _resolved_as(f"len{tag_length}", ref)
+        flat = _publish(Layout(tmp_path), image)
+        public = Layout(tmp_path).public_path(image.reference)
+        assert len(public.name.encode()) == 151 + tag_length
+        assert public.resolve() == flat.resolve()
+    assert not [p for p in public.parent.iterdir() if ".tmp-" in p.name]

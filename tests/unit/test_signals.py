@@ -1,9 +1,11 @@
-"""Signals become Interrupted where it is safe: never inside a shielded block."""
+"""Signals only set flags; work stops where it checks them, never inside a shielded block."""
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 
 import pytest
 
@@ -11,27 +13,73 @@ from ducc.errors import Interrupted
 from ducc.signals import Interrupts
 
 
-def test_signal_outside_a_shield_raises_at_once() -> None:
+def test_a_signal_is_noted_and_raised_where_work_checks() -> None:
     interrupts = Interrupts()
-    with interrupts.installed(), pytest.raises(Interrupted, match="SIGTERM"):
-        os.kill(os.getpid(), signal.SIGTERM)
+    with interrupts.installed():
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler returns: nothing is raised here
+        assert interrupts.stopping
+        with pytest.raises(Interrupted, match="SIGTERM"):
+            interrupts.check()
+        interrupts.check()  # raised once per thread: cleanup code may run on
 
 
 def test_shield_holds_the_signal_until_check() -> None:
     interrupts = Interrupts()
-    reached = False
     with interrupts.installed():
         with interrupts.shielded():
             os.kill(os.getpid(), signal.SIGINT)
-            reached = True
-        assert reached
+            interrupts.check()  # shielded: nothing happens
         with pytest.raises(Interrupted, match="SIGINT"):
             interrupts.check()
-        interrupts.check()  # raised once only: cleanup code may run on
 
 
-def test_handlers_are_restored() -> None:
+def test_every_worker_thread_stops_at_its_next_check() -> None:
+    interrupts = Interrupts()
+    raised: list[str] = []
+
+    def work() -> None:
+        try:
+            interrupts.sleep(30)
+        except Interrupted:
+            raised.append(threading.current_thread().name)
+
+    with interrupts.installed():
+        workers = [threading.Thread(target=work, name=f"w{n}") for n in range(3)]
+        for worker in workers:
+            worker.start()
+        os.kill(os.getpid(), signal.SIGTERM)
+        for worker in workers:
+            worker.join(timeout=10)
+    assert sorted(raised) == ["w0", "w1", "w2"]  # not 30 s later: within a slice
+
+
+def test_a_long_sleep_ends_soon_after_sigterm() -> None:
+    interrupts = Interrupts()
+    with interrupts.installed():
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        started = time.monotonic()
+        with pytest.raises(Interrupted):
+            interrupts.sleep(60)
+    assert time.monotonic() - started < 10  # a back-off of a minute does not hold a stop
+
+
+def test_a_storm_of_sighups_is_one_reload_and_wakes_a_wait() -> None:
+    interrupts = Interrupts()
+    wake = threading.Event()
+    with interrupts.installed(hangup=True):
+        for _ in range(5000):
+            os.kill(os.getpid(), signal.SIGHUP)
+        assert interrupts.wait(wake, 30) is False  # returned at once: a reload is due
+        assert interrupts.take_hangup()
+        assert not interrupts.take_hangup()  # 5000 signals, one reload
+
+
+def test_handlers_are_restored_and_sighup_is_not_left_deadly() -> None:
     before = signal.getsignal(signal.SIGTERM)
-    with Interrupts().installed():
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    with Interrupts().installed(hangup=True):
         assert signal.getsignal(signal.SIGTERM) is not before
     assert signal.getsignal(signal.SIGTERM) is before
+    # A SIGHUP while ducc cleans up must not kill it with the default action.
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    os.kill(os.getpid(), signal.SIGHUP)

@@ -19,10 +19,14 @@ from ducc.registry.proxies import proxies_from_environment
 _SECONDS = "a number of seconds > 0"
 _DELAY = "a number of seconds >= 0"
 _ATTEMPTS = "a whole number >= 1"
+_RATE = "a number of bytes per second >= 0 (0: no minimum)"
 # Variable -> (RegistrySettings field, what it must be); for operators and fast tests.
 REGISTRY_ENVIRONMENT = {
     "DUCC_REGISTRY_CONNECT_TIMEOUT": ("connect_timeout", _SECONDS),
     "DUCC_REGISTRY_READ_TIMEOUT": ("read_timeout", _SECONDS),
+    "DUCC_REGISTRY_DEADLINE": ("deadline", _SECONDS),
+    "DUCC_REGISTRY_MIN_RATE": ("min_rate", _RATE),
+    "DUCC_REGISTRY_RATE_WINDOW": ("rate_window", _SECONDS),
     "DUCC_REGISTRY_RETRIES": ("retry_attempts", _ATTEMPTS),
     "DUCC_REGISTRY_BACKOFF": ("backoff_initial", _DELAY),
     "DUCC_REGISTRY_BACKOFF_CAP": ("backoff_cap", _DELAY),
@@ -61,7 +65,7 @@ def _number(text: str, expected: str) -> float | int | None:
         return None
     if not math.isfinite(value) or value < 0:
         return None
-    if expected == _DELAY or value > 0:
+    if expected in (_DELAY, _RATE) or value > 0:
         return value
     return None
 

@@ -23,6 +23,13 @@ from ducc.reference import parse_reference
 from ducc.signals import INTERRUPTS
 from ducc.verify import verify
 
+repair_option = click.option(
+    "--repair",
+    is_flag=True,
+    help="Check the wished images' products deeply (as `verify --deep`) and rebuild the "
+    "damaged ones.",
+)
+
 
 def run_conversion(
     wishlist: Wishlist, kw: dict[str, Any], *, dry_run: bool, as_json: bool, attempts: int = 1
@@ -80,6 +87,7 @@ def recipe_options(*, strict: bool) -> RecipeOptions:
 @click.option(
     "--strict", is_flag=True, help="Convert nothing when any recipe entry is refused (exit 2)."
 )
+@repair_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def convert(recipes: tuple[str, ...], dry_run: bool, strict: bool, as_json: bool, **kw: Any) -> int:
     """Bring the repositories in line with RECIPES (default $RECIPE_FILE) and publish.
@@ -112,6 +120,7 @@ def convert(recipes: tuple[str, ...], dry_run: bool, strict: bool, as_json: bool
 )
 @click.option("-u", "--username", hidden=True, help="DUCC's thin-image user: ignored.")
 @click.option("--thin-image-name", hidden=True, help="DUCC's thin-image name: ignored.")
+@repair_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def convert_single_image(
     image: str,
@@ -143,14 +152,20 @@ def convert_single_image(
 @click.argument(
     "roots", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
 )
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also compare contents: layer trees with the chains of their diff_ids, flat trees "
+    "with their chains or layers (reads every file).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify_command(roots: tuple[Path, ...], as_json: bool) -> int:
+def verify_command(roots: tuple[Path, ...], deep: bool, as_json: bool) -> int:
     """Check the repositories at ROOTS (e.g. /cvmfs/unpacked.cern.ch); exit 1 on problems.
 
-    Every public path must resolve to a complete flat tree, every referenced layer and
-    chain must be complete, and the metadata must match the digests.
+    Every public path must resolve to the complete flat tree of its recorded config, every
+    referenced layer and chain must be complete, and the metadata must match the digests.
     """
-    reports = {str(root): verify(root) for root in roots}
+    reports = {str(root): verify(root, deep=deep) for root in roots}
     if as_json:
         click.echo(json.dumps({k: asdict(v) for k, v in reports.items()}, indent=2))
     for root, report in reports.items():

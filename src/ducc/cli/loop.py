@@ -103,7 +103,7 @@ def loop(recipes: tuple[str, ...], strict: bool, **kw: Any) -> int:
             host, port = parse_address(webhook_listen, "--webhook-listen")
             secret = read_secret(secret_file)
             servers.append(WebhookServer(host, port, secret, daemon.on_push).start().httpd)
-        with INTERRUPTS.installed(), converter.registries:
+        with INTERRUPTS.installed(hangup=True), converter.registries:
             daemon.run()
     except Interrupted as exc:
         click.echo(f"{exc.message}: stopped cleanly", err=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from ducc import log
 from ducc.cli.common import open_registries, platform_option
@@ -21,7 +22,7 @@ from ducc.layers.limits import GIB
 from ducc.products import BuildOptions
 from ducc.publish.factory import PublisherKind, PublisherSettings, default_kind
 from ducc.state import State, default_state_dir
-from ducc.units import parse_size
+from ducc.units import parse_duration, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
 _log = log.get("cli")
@@ -85,6 +86,21 @@ def _size(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
     if count < 1:
         raise click.BadParameter("must be at least 1 byte")
     return count
+
+
+def _deadline(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    """A duration > 0; from the environment, the message names the variable."""
+    try:
+        seconds = parse_duration(value)
+    except InputError as exc:
+        seconds, problem = 0.0, exc.message
+    else:
+        problem = "must be longer than 0"
+    if seconds > 0:
+        return seconds
+    if ctx.get_parameter_source(param.name or "") == ParameterSource.ENVIRONMENT:
+        raise click.BadParameter(f"DUCC_IMAGE_DEADLINE={value!r}: {problem}")
+    raise click.BadParameter(problem)
 
 
 def limit_options(func: F) -> F:
@@ -166,6 +182,14 @@ def conversion_options(func: F) -> F:
                 help=f"Blobs fetched at once; 0 (DUCC's 'unlimited') means {MAX_DOWNLOADS}.",
             ),
             click.option("--shard", metavar="I/N", help="Convert only shard I of N (0-based)."),
+            click.option(
+                "--image-deadline",
+                envvar="DUCC_IMAGE_DEADLINE",
+                default="1h",
+                show_default=True,
+                callback=_deadline,
+                help="Longest an image's registry traffic may take (resolve and download).",
+            ),
             click.option(
                 "--downloads-dir",
                 type=click.Path(file_okay=False, path_type=Path),
@@ -249,6 +273,8 @@ def build_converter(kw: dict[str, Any], *, dry_run: bool = False) -> Converter:
         dry_run=dry_run,
         shard=parse_shard(kw["shard"]),
         wait=kw["wait"],
+        image_deadline=kw["image_deadline"],
+        repair=kw.get("repair", False),
     )
     downloads = (
         kw["downloads_dir"]

@@ -24,6 +24,7 @@ from ducc.layers.stage import remove_tree
 from ducc.layers.stream import READ_AHEAD_BYTES, LayerDigests, LayerStream
 from ducc.layers.tarstream import OPAQUE, WHITEOUT, Entry, Kind, TarReader
 from ducc.layers.whiteout import Upper, Whiteouts
+from ducc.signals import INTERRUPTS
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DEVICES = {Kind.CHAR: stat.S_IFCHR, Kind.BLOCK: stat.S_IFBLK, Kind.FIFO: stat.S_IFIFO}
@@ -144,6 +145,7 @@ class _Applier:
             Kind.HARDLINK: self._hardlink,
         }
         for entry in reader:
+            INTERRUPTS.check()  # a signal stops a long layer between entries
             self.entry = entry.info.name
             self.current = entry
             try:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ducc.errors import LayerError
 from ducc.layers.metadata import xattr_allowed
+from ducc.signals import INTERRUPTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ def clone_tree(src: Path, dst: Path) -> CloneStats:
     links = symlinks = 0
     pending = [(source, target)]
     while pending:
+        INTERRUPTS.check()  # a signal stops a large clone between directories
         from_dir, to_dir = pending.pop()
         with os.scandir(from_dir) as entries:
             for entry in entries:

@@ -21,6 +21,7 @@ from ducc.layers.metadata import XATTR_PREFIX, parse_ns, times_of, xattr_allowed
 from ducc.layers.paths import Resolver, open_file, read_symlink
 from ducc.layers.stream import READ_AHEAD_BYTES, LayerDigests, LayerStream
 from ducc.layers.tarstream import BLOCK, CHUNK, WHITEOUT, Entry, Kind, TarReader
+from ducc.signals import INTERRUPTS
 
 _END = bytes(2 * BLOCK)
 _TYPES = {
@@ -67,6 +68,7 @@ def rebuild_tar(
     writer = _Writer(out, reader, lower)
     try:
         for entry in reader:
+            INTERRUPTS.check()
             writer.add(entry)
         writer.write(_END)
         digests = stream.finish()

@@ -154,13 +154,15 @@ class Authorizer:
         params += [("scope", scope) for scope in key.scope.split()]
         url = realm + ("&" if "?" in realm else "?") + urlencode(params) if params else realm
         auth = (credential.username, credential.password) if credential else None
-        response = self._client.send("GET", url, {}, auth=auth)
+        deadline = self._client.deadline_from_now()
+        response = self._client.send("GET", url, {}, auth=auth, deadline=deadline)
         try:
             if response.status_code in (401, 403):
                 return None
             if not response.ok:
                 raise error_from_response(response, "GET", "token", self._client.api_host)
-            body = read_body(response, MAX_TOKEN_BODY, "token", self._client.api_host)
+            pace = self._client.pace("GET token", deadline)
+            body = read_body(response, MAX_TOKEN_BODY, "token", self._client.api_host, pace)
         finally:
             response.close()
         return _token_from_body(body, self._client.api_host)

@@ -21,11 +21,21 @@ import requests
 
 from ducc import log
 from ducc.digest import VerifyingReader
-from ducc.errors import ManifestError, RegistryError, SizeMismatch, TransientError
+from ducc.errors import (
+    Interrupted,
+    ManifestError,
+    RegistryError,
+    SizeMismatch,
+    TransferTooSlow,
+    TransientError,
+)
 from ducc.oci import Descriptor
 from ducc.progress import CountingReader
 from ducc.registry.client import RegistryClient
 from ducc.registry.faults import READ_FAULTS
+from ducc.registry.pace import Pace, read_some, socket_of
+from ducc.registry.watch import watching
+from ducc.signals import INTERRUPTS
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -34,6 +44,7 @@ CHUNK = 1 << 20
 # Bytes asked of the connection at once: a break loses at most this much progress.
 READ_SIZE = 1 << 16
 MAX_RESUMES_WITHOUT_PROGRESS = 3
+MAX_SLOW_ATTEMPTS = 1  # a blob found too slow once is resumed; twice, it fails
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -51,8 +62,11 @@ class _Transfer:
         self.offset = 0
         self.resumes = 0
         self._stalled = 0  # resumes since the last byte arrived
+        self._slow = 0  # attempts that fell below the minimum rate
         self._fault = "the connection closed early"  # why the transfer last broke
+        self._slow_fault: TransferTooSlow | None = None
         self._response: requests.Response | None = None
+        self._pace: Pace | None = None
         self._log = log.get("registry").bind(
             registry=client.api_host, digest=str(descriptor.digest)
         )
@@ -73,22 +87,49 @@ class _Transfer:
             self._resume()
 
     def _read_raw(self, n: int) -> bytes | None:
-        """Up to `n` bytes; None when the transfer broke or ended early."""
-        if self._response is None:
+        """Up to `n` bytes (as soon as any are there); None when the transfer broke, ended
+        early or fell below the minimum rate (the bytes that came are kept)."""
+        INTERRUPTS.check()
+        if self._response is None or self._pace is None:
             return None
+        deadline = self._pace.monotonic_deadline()
+        watched = None
         try:
-            data: bytes = self._response.raw.read(n, decode_content=False)
+            with watching(socket_of(self._response), deadline) as watched:
+                data = read_some(self._response.raw, n, decode=False)
         except READ_FAULTS as exc:
+            self._broke(watched.fired if watched is not None else None)
             self._log.warning("blob_transfer_broke", offset=self.offset, error=type(exc).__name__)
             self._fault = f"{type(exc).__name__}: {log.redact(str(exc))}"
             return None
         if not data:
             self._fault = "the connection closed early"
+            return data
+        try:
+            self._pace.arrived(len(data))
+        except TransferTooSlow as exc:
+            self._log.warning("blob_transfer_slow", offset=self.offset, error=exc.message)
+            self._fault, self._slow_fault = exc.message, exc
+            self.close()  # the next read resumes
         return data
+
+    def _broke(self, reason: str | None) -> None:
+        """Raise what the deadline watcher meant by breaking the transfer, if it did."""
+        if reason == "interrupted" or INTERRUPTS.stopping:
+            INTERRUPTS.check()
+            raise Interrupted("interrupted")
+        if reason == "deadline" and self._pace is not None:
+            self._pace.arrived(0)  # raises DeadlineExceeded
 
     def _resume(self) -> None:
         self.close()
-        self._stalled += 1
+        if self._slow_fault is not None:
+            slow, self._slow_fault = self._slow_fault, None
+            self._slow += 1
+            if self._slow > MAX_SLOW_ATTEMPTS:
+                raise slow
+        else:
+            self._stalled += 1
         if self._stalled > MAX_RESUMES_WITHOUT_PROGRESS:
             raise TransientError(
                 f"{self.client.api_host}: blob {self.descriptor.digest}: transfer broke at byte "
@@ -116,6 +157,7 @@ class _Transfer:
             response.close()
             raise
         self._response = response
+        self._pace = self.client.pace(f"blob {self.descriptor.digest}")
 
     def _check(self, response: requests.Response) -> None:
         size = self.descriptor.size

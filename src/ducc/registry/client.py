@@ -1,4 +1,4 @@
-"""The one request chokepoint per registry: auth, retries, rate limits, concurrency, errors.
+"""The one request chokepoint per registry: auth, retries, deadlines, rate limits, errors.
 
 `RegistryClient.request` is the only place that sends a request to a registry. It probes
 `/v2/` once, answers Bearer or Basic challenges, retries transient faults (connection errors,
@@ -6,23 +6,33 @@
 `ratelimit-remaining`, bounds concurrent requests and turns error bodies into typed errors.
 A registry behind a pull-through proxy (`DUCC_<R>_PROXY`) gets a client for the proxy whose
 repository names carry the proxy's prefix (`/v2/<prefix>/<repository>/...`).
+
+Each request has a deadline for all its attempts and backoffs (the waits a registry asks
+for count against `max_wait` instead), every body a minimum rate (`pace.py`), and a client
+may be `bounded` by an image's deadline. A registry that used up a whole deadline is left
+alone for one more deadline, so that a stalled registry costs the others little.
 """
 
 from __future__ import annotations
 
-import random
+import contextlib
+import copy
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-import tenacity
 
 from ducc import __version__, log
-from ducc.errors import RateLimited, RegistryError, TransientError
+from ducc.errors import (
+    DeadlineExceeded,
+    Interrupted,
+    RegistryError,
+    TransientError,
+)
 from ducc.metrics import METRICS
 from ducc.reference import Reference
 from ducc.registry.auth import TokenCache
@@ -30,11 +40,13 @@ from ducc.registry.authorizer import Authorizer
 from ducc.registry.credentials import CredentialStore
 from ducc.registry.faults import (
     error_from_response,
-    parse_rate_limit,
-    rate_limit_remaining,
     read_body,
 )
+from ducc.registry.pace import NO_DEADLINE, Pace
 from ducc.registry.proxies import Proxy
+from ducc.registry.timing import Budget, Timing
+from ducc.registry.watch import Watched, WatchedAdapter, fired, request_deadline
+from ducc.signals import INTERRUPTS, SLICE, interruptible_sleep
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
@@ -44,10 +56,15 @@ Clock = Callable[[], float]
 class RegistrySettings:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    # A request with all its attempts and backoffs, until its answer is complete (a blob's
+    # body instead must keep up `min_rate`, however long it is).
+    deadline: float = 120.0
+    min_rate: float = 1024.0  # bytes/s every body must reach over `rate_window`; 0: no check
+    rate_window: float = 30.0
     retry_attempts: int = 5  # attempts in all, for transient faults only
     backoff_initial: float = 1.0
     backoff_cap: float = 60.0
-    max_wait: float = 300.0  # the longest Retry-After or rate-limit wait obeyed; beyond: fail
+    max_wait: float = 300.0  # Retry-After and rate-limit waits obeyed per request; beyond: fail
     max_concurrent: int = 5  # requests in flight per registry
     page_cap: int = 500  # tag list pages
     tags_page_size: int | None = None  # `n` on the first tag list request; None: registry's
@@ -78,12 +95,6 @@ def _no_netrc(request: Any) -> Any:
     return request
 
 
-@dataclass(slots=True)
-class _RateState:
-    blocked_until: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 class RegistryClient:
     """Speaks to one registry API host (`scheme://api_host`); safe to share between threads."""
 
@@ -95,7 +106,7 @@ class RegistryClient:
         settings: RegistrySettings,
         credentials: CredentialStore,
         session: requests.Session | None = None,
-        sleep: Sleep = time.sleep,
+        sleep: Sleep = interruptible_sleep,
         clock: Clock = time.monotonic,
         prefix: str = "",
     ) -> None:
@@ -105,11 +116,10 @@ class RegistryClient:
         self.base_url = f"{scheme}://{api_host}"
         self.settings = settings
         self.session = session if session is not None else new_session(settings)
-        self._sleep = sleep
         self._clock = clock
         self._slots = threading.BoundedSemaphore(max(1, settings.max_concurrent))
-        self._rate = _RateState()
         self._log = log.get("registry").bind(registry=api_host)
+        self.timing = Timing(api_host, settings, sleep, clock, self._log)
         self.authorizer = Authorizer(
             self, credentials=credentials, tokens=TokenCache(clock), log=self._log
         )
@@ -120,6 +130,13 @@ class RegistryClient:
     def scoped(self, repository: str) -> str:
         """The repository as this host names it (behind a proxy: `<prefix>/<repository>`)."""
         return f"{self.prefix}/{repository}" if self.prefix and repository else repository
+
+    def bounded(self, seconds: float) -> RegistryClient:
+        """This client (sharing its connections, tokens and limits) with every request and
+        body ending at the latest `seconds` from now: an image's deadline."""
+        clone = copy.copy(self)
+        clone.timing = self.timing.bounded(seconds)
+        return clone
 
     def request(
         self,
@@ -137,9 +154,17 @@ class RegistryClient:
         while the registry reports its limit exhausted.
         """
         url = self.absolute(target)
-        return self._retrying()(
-            self._attempt, method, url, repository, dict(headers or {}), counted
-        )
+        budget = self.timing.budget()
+        with self.timing.tripping():
+            return self.timing.retrying(budget)(
+                self._attempt,
+                method,
+                url,
+                repository,
+                dict(headers or {}),
+                counted=counted,
+                budget=budget,
+            )
 
     def fetch(
         self,
@@ -153,27 +178,34 @@ class RegistryClient:
     ) -> Fetched:
         """Like `request`, but reads the whole body (at most `limit` bytes) inside the retries."""
         url = self.absolute(target)
+        budget = self.timing.budget()
+        shown = self._shown(url)
 
         def attempt() -> Fetched:
-            with self._attempt(method, url, repository, dict(headers or {}), counted) as response:
+            with self._attempt(
+                method, url, repository, dict(headers or {}), counted=counted, budget=budget
+            ) as response:
+                pace = self.timing.pace(f"{method} {shown}", budget.deadline)
                 body = (
                     b""
                     if method == "HEAD"
-                    else read_body(response, limit, self._shown(url), self.api_host)
+                    else read_body(response, limit, shown, self.api_host, pace)
                 )
                 return Fetched(response.status_code, response.headers, body, response.url)
 
-        return self._retrying()(attempt)
+        with self.timing.tripping():
+            return self.timing.retrying(budget)(attempt)
 
-    def _retrying(self) -> tenacity.Retrying:
-        return tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(max(1, self.settings.retry_attempts)),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception(self._retryable),
-            sleep=self._sleep,
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
+    def pace(self, what: str, deadline: float = NO_DEADLINE) -> Pace:
+        """The pace a body must keep (see `Timing.pace`)."""
+        return self.timing.pace(what, deadline)
+
+    def deadline_from_now(self) -> float:
+        return self.timing.deadline_from_now()
+
+    def pause(self, attempt: int) -> None:
+        """Back off before attempt `attempt` + 1 of something outside `request` (a resume)."""
+        self.timing.pause(attempt)
 
     def absolute(self, target: str) -> str:
         """`target` as a URL; a `/v2/<repository>/...` path gets the proxy's prefix."""
@@ -186,20 +218,28 @@ class RegistryClient:
         return (parts.scheme, parts.netloc) == (self.scheme, self.api_host)
 
     def _attempt(
-        self, method: str, url: str, repository: str, headers: dict[str, str], counted: bool
+        self,
+        method: str,
+        url: str,
+        repository: str,
+        headers: dict[str, str],
+        *,
+        counted: bool,
+        budget: Budget,
     ) -> requests.Response:
         if counted:
-            self._rate_gate()
+            self.timing.rate_gate(budget)
         repository = self.scoped(repository)
         authorization = self.authorizer.header(repository) if self.same_host(url) else None
-        response = self.send(method, url, _with_auth(headers, authorization))
+        end = budget.deadline
+        response = self.send(method, url, _with_auth(headers, authorization), deadline=end)
         if response.status_code == 401 and self.same_host(url):
             challenge_header = response.headers.get("WWW-Authenticate", "")
             renewed = self.authorizer.renew(repository, authorization, challenge_header)
             if renewed is not None:
                 response.close()
-                response = self.send(method, url, _with_auth(headers, renewed))
-        self._note_rate_limit(response)
+                response = self.send(method, url, _with_auth(headers, renewed), deadline=end)
+        self.timing.note_rate_limit(response)
         if response.ok:
             return response
         try:
@@ -208,22 +248,42 @@ class RegistryClient:
             response.close()
 
     def send(
-        self, method: str, url: str, headers: Mapping[str, str], *, auth: Any = None
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        auth: Any = None,
+        deadline: float | None = None,
     ) -> requests.Response:
-        """One HTTP exchange inside the concurrency bound; transport faults become errors."""
+        """One HTTP exchange inside the concurrency bound, its headers in by `deadline`
+        (default: a request's deadline from now); transport faults become errors."""
+        INTERRUPTS.check()
+        self.timing.check_stalled()
+        end = self.timing.deadline_from_now() if deadline is None else deadline
         started = self._clock()
-        with self._slots:
+        watched: list[Watched] = []
+        with self._slot(end, method, url):
+            left = end - self._clock()
+            if left <= 0:
+                raise self._late(end, method, url)
+            timeout = (
+                min(self.settings.connect_timeout, left),
+                min(self.settings.read_timeout, left),
+            )
             try:
-                response = self.session.request(
-                    method,
-                    url,
-                    headers=dict(headers),
-                    auth=auth,
-                    stream=True,
-                    allow_redirects=True,
-                    timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                )
+                with request_deadline(time.monotonic() + left) as watched:
+                    response = self.session.request(
+                        method,
+                        url,
+                        headers=dict(headers),
+                        auth=auth,
+                        stream=True,
+                        allow_redirects=True,
+                        timeout=timeout,
+                    )
             except (requests.ConnectionError, requests.Timeout) as exc:
+                self._stopped_or_late(fired(watched), end, method, url)
                 raise TransientError(
                     f"{self.api_host}: {method} {self._shown(url)}: {type(exc).__name__}: "
                     f"{log.redact(str(exc))}",
@@ -233,6 +293,10 @@ class RegistryClient:
                 raise RegistryError(
                     f"{self.api_host}: {method} {self._shown(url)}: {log.redact(str(exc))}"
                 ) from None
+            reason = fired(watched)
+            if reason is not None:  # headers cut short by the watcher read as complete
+                response.close()
+                self._stopped_or_late(reason, end, method, url)
         self._log.debug(
             "registry_request",
             method=method,
@@ -245,70 +309,35 @@ class RegistryClient:
         )
         return response
 
+    @contextlib.contextmanager
+    def _slot(self, end: float, method: str, url: str) -> Iterator[None]:
+        """One of the registry's concurrent request slots, waited for until `end` at most."""
+        while not self._slots.acquire(timeout=SLICE):
+            INTERRUPTS.check()
+            if self._clock() >= end:
+                raise self._late(end, method, url)
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def _stopped_or_late(self, reason: str | None, end: float, method: str, url: str) -> None:
+        """After a broken exchange: a stop or a deadline explains it (and is raised)."""
+        if reason == "interrupted" or INTERRUPTS.stopping:
+            INTERRUPTS.check()
+            raise Interrupted("interrupted")
+        if reason == "deadline" or self._clock() >= end:
+            raise self._late(end, method, url)
+
+    def _late(self, end: float, method: str, url: str) -> DeadlineExceeded:
+        return self.timing.late(end, f"{method} {self._shown(url)}")
+
     def _shown(self, url: str) -> str:
         """The URL as messages show it: a path on the registry, or a redacted foreign URL."""
         if self.same_host(url):
             parts = urlsplit(url)
             return parts.path + (f"?{parts.query}" if parts.query else "")
         return log.redact(url)
-
-    # --- retries and rate limits ------------------------------------------------------------
-
-    def pause(self, attempt: int) -> None:
-        """Back off before attempt `attempt` + 1 of something outside `request` (a resume)."""
-        delay = min(self.settings.backoff_cap, self.settings.backoff_initial * 2 ** (attempt - 1))
-        self._sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
-
-    def _retryable(self, exc: BaseException) -> bool:
-        if not isinstance(exc, TransientError):
-            return False
-        return exc.retry_after is None or exc.retry_after <= self.settings.max_wait
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, TransientError) and exc.retry_after is not None:
-            return max(0.0, exc.retry_after)
-        # Exponential backoff with jitter in proportion to it: a fixed jitter (tenacity's is
-        # up to 1 s) would swamp a short backoff an operator asked for.
-        initial = self.settings.backoff_initial
-        exponential = initial * 2.0 ** min(state.attempt_number - 1, 64)
-        jitter = random.uniform(0.0, initial)  # noqa: S311 - spreads retries, not a secret
-        return min(self.settings.backoff_cap, exponential + jitter)
-
-    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        self._log.warning(
-            "registry_retry",
-            attempt=state.attempt_number,
-            wait=round(state.upcoming_sleep, 3),
-            error=str(exc),
-        )
-
-    def _note_rate_limit(self, response: requests.Response) -> None:
-        remaining = rate_limit_remaining(response.headers)
-        if remaining is not None:
-            METRICS.set("ducc_registry_ratelimit_remaining", remaining, registry=self.api_host)
-        wait = parse_rate_limit(response.headers)
-        if wait is None:
-            return
-        with self._rate.lock:
-            self._rate.blocked_until = max(self._rate.blocked_until, self._clock() + wait)
-        self._log.warning("rate_limit_exhausted", seconds=round(wait, 1))
-
-    def _rate_gate(self) -> None:
-        with self._rate.lock:
-            wait = self._rate.blocked_until - self._clock()
-        if wait <= 0:
-            return
-        if wait > self.settings.max_wait:
-            error = RateLimited(
-                f"{self.api_host}: the registry's pull limit is exhausted for {wait:.0f} s more",
-                hint="authenticate (auth.json or DUCC_<registry>_USER/_PASS) or try later",
-            )
-            error.retry_after = wait
-            raise error
-        self._log.warning("rate_limit_wait", seconds=round(wait, 1))
-        self._sleep(wait)
 
 
 def _with_auth(headers: dict[str, str], authorization: str | None) -> dict[str, str]:
@@ -321,7 +350,7 @@ def new_session(settings: RegistrySettings) -> requests.Session:
     session.auth = _no_netrc
     session.headers["User-Agent"] = settings.user_agent
     pool = max(10, 2 * settings.max_concurrent)
-    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
+    adapter = WatchedAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
@@ -335,7 +364,7 @@ class Registries:
         settings: RegistrySettings | None = None,
         credentials: CredentialStore | None = None,
         *,
-        sleep: Sleep = time.sleep,
+        sleep: Sleep = interruptible_sleep,
         clock: Clock = time.monotonic,
         session_factory: Callable[[RegistrySettings], requests.Session] = new_session,
         proxies: tuple[Proxy, ...] = (),

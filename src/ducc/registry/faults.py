@@ -18,7 +18,17 @@ import requests
 import urllib3
 
 from ducc import log
-from ducc.errors import AuthError, NotFound, RateLimited, RegistryError, TransientError
+from ducc.errors import (
+    AuthError,
+    Interrupted,
+    NotFound,
+    RateLimited,
+    RegistryError,
+    TransientError,
+)
+from ducc.registry.pace import NO_DEADLINE, Pace, read_some, socket_of
+from ducc.registry.watch import Watched, watching
+from ducc.signals import INTERRUPTS
 
 NOT_FOUND_CODES = frozenset({"NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN"})
 AUTH_CODES = frozenset({"UNAUTHORIZED", "DENIED"})
@@ -137,24 +147,44 @@ def parse_rate_limit(headers: Mapping[str, str]) -> float | None:
     return window / limit if limit else window
 
 
-def read_body(response: requests.Response, limit: int, shown: str, registry: str) -> bytes:
-    """The whole body of a streamed `response`, refusing more than `limit` bytes."""
+def read_body(
+    response: requests.Response, limit: int, shown: str, registry: str, pace: Pace | None = None
+) -> bytes:
+    """The whole body of a streamed `response`, refusing more than `limit` bytes; `pace`
+    fails a body that arrives too slowly or too late."""
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limit:
         raise RegistryError(f"{registry}: {shown}: body of {declared} bytes exceeds {limit}")
     chunks: list[bytes] = []
     total = 0
+    deadline = pace.monotonic_deadline() if pace is not None else NO_DEADLINE
+    watched: Watched | None = None
     try:
-        while total <= limit:
-            data = response.raw.read(min(1 << 16, limit + 1 - total), decode_content=True)
-            if not data:
-                break
-            chunks.append(data)
-            total += len(data)
+        with watching(socket_of(response), deadline) as watched:
+            while total <= limit:
+                INTERRUPTS.check()
+                data = read_some(response.raw, min(1 << 16, limit + 1 - total), decode=True)
+                if not data:
+                    break
+                chunks.append(data)
+                total += len(data)
+                if pace is not None:
+                    pace.arrived(len(data))
     except READ_FAULTS as exc:
+        _stopped(watched, pace)
         raise TransientError(
             f"{registry}: {shown}: transfer broke: {type(exc).__name__}: {log.redact(str(exc))}"
         ) from None
     if total > limit:
         raise RegistryError(f"{registry}: {shown}: body exceeds {limit} bytes")
     return b"".join(chunks)
+
+
+def _stopped(watched: Watched | None, pace: Pace | None) -> None:
+    """After a broken read: raise what the deadline watcher meant by breaking it, if it did."""
+    reason = watched.fired if watched is not None else None
+    if reason == "interrupted" or INTERRUPTS.stopping:
+        INTERRUPTS.check()
+        raise Interrupted("interrupted")
+    if reason == "deadline" and pace is not None:
+        pace.arrived(0)  # raises DeadlineExceeded
