@@ -1,13 +1,20 @@
-"""Unpack one image on tmpfs: `ducc unpack` (from a local registry) vs GNU tar vs umoci.
+"""One Debian-based image on tmpfs: `ducc unpack` against GNU tar and `umoci unpack`, and
+`ducc convert` (directory publisher) against `skopeo copy` + `umoci unpack`.
 
-Run: .venv/bin/python bench/unpack.py [--runs N] [--lib-mb MB]
-Builds a 3-layer gzip image from files on this machine (/usr/share docs, man pages and perl,
-part of /usr/lib/x86_64-linux-gnu, then an update layer with whiteouts, an opaque directory,
-rewrites and hard links to lower files; symlinks and hard links throughout), pushes it to
-Debian's docker-registry on 127.0.0.1 and writes it as an OCI layout. Each tool runs in a
-child process into an empty directory on tmpfs; wall time and the child's peak RSS
-(wait4) are taken, best of N runs. Compared: `ducc unpack` from the registry,
-`unpack_layers` over the blob files, GNU `tar -xzf` of the blobs in sequence, `umoci unpack`.
+Run: .venv/bin/python bench/unpack.py [--runs N] [--size bench|test]
+The image is `tests/support/debian.py`'s (2 gzip layers built from this machine's files:
+python3 with its standard library and data over usrmerge links, then an application layer
+with rewrites, a whiteout, an opaque directory and hard links), pushed to Debian's
+docker-registry on 127.0.0.1 and written as an OCI layout for the peers. Each tool runs in a
+child process into an empty directory on tmpfs, measured by GNU time (wall time, peak RSS);
+best and median of N runs. Compared side by side in one run:
+
+- `ducc unpack` from the registry vs GNU `tar -xzf` of the same blobs in turn, and
+  `umoci unpack` of the OCI layout: the flat root filesystem alone;
+- `ducc convert` from the registry with the directory publisher (layer trees, chains, the
+  flat tree with Apptainer's files, podman entry, metadata) vs what a user scripts by hand
+  for the flat tree alone: `skopeo copy` from the registry into an OCI layout, then
+  `umoci unpack`.
 """
 
 from __future__ import annotations
@@ -15,9 +22,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,137 +32,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.images import Layer, make_image, write_oci_layout
+from tests.support.debian import debian_layers
+from tests.support.images import make_image, write_oci_layout
 from tests.support.registry import LocalRegistry, available
 
-from ducc.digest import Digest
-
-LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 PYTHON = sys.executable
 DUCC = str(Path(PYTHON).parent / "ducc")
-REPOSITORY, TAG = "bench/unpack", "v1"
+REPOSITORY, TAG = "bench/debian", "stable"
 
 
 @dataclass(frozen=True)
 class Result:
     seconds: float
     rss_mb: float
-
-
-# -- building the image ---------------------------------------------------------------------
-
-
-class LayerWriter:
-    """A PAX tar written from files on disk, with extra hard links and whiteouts."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tar = tarfile.open(path, "w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
-        self.files: list[str] = []
-        self.entries = 0
-        self.data = 0
-
-    def add_tree(self, source: str, budget: int, link_every: int) -> None:
-        for dirpath, dirnames, filenames in os.walk(source):
-            dirnames.sort()
-            self.add(dirpath)
-            for name in sorted(filenames):
-                path = os.path.join(dirpath, name)
-                if os.path.isfile(path) and not os.path.islink(path):
-                    if self.data + os.path.getsize(path) > budget:
-                        continue
-                    self.data += os.path.getsize(path)
-                self.add(path)
-                if os.path.isfile(path) and not os.path.islink(path):
-                    self.files.append(path.lstrip("/"))
-                    if len(self.files) % link_every == 0:
-                        self.link(path.lstrip("/") + ".hardlink", path.lstrip("/"))
-
-    def add(self, path: str) -> None:
-        info = self.tar.gettarinfo(path, arcname=path.lstrip("/"))
-        info.mtime = int(info.mtime)  # whole seconds, as Docker and BuildKit write layers
-        if info.isreg():
-            with open(path, "rb") as data:
-                self.tar.addfile(info, data)
-        else:
-            self.tar.addfile(info)
-        self.entries += 1
-
-    def link(self, name: str, target: str) -> None:
-        info = tarfile.TarInfo(name)
-        info.type, info.linkname = tarfile.LNKTYPE, target
-        self.tar.addfile(info)
-        self.entries += 1
-
-    def file(self, name: str, data: bytes) -> None:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
-        self.tar.addfile(info, _Bytes(data))
-        self.entries += 1
-
-    def close(self) -> None:
-        self.tar.close()
-
-
-class _Bytes:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self.data) if n < 0 else self.pos + n
-        chunk, self.pos = self.data[self.pos : end], end
-        return chunk
-
-
-def build_tars(work: Path, lib_budget: int) -> tuple[list[Path], int]:
-    """Three layer tars; the total number of entries."""
-    base = LayerWriter(work / "1-share.tar")
-    for tree in ("/usr/share/doc", "/usr/share/man", "/usr/share/perl"):
-        base.add_tree(tree, budget=1 << 40, link_every=40)
-    base.close()
-    libs = LayerWriter(work / "2-lib.tar")
-    libs.add_tree("/usr/lib/x86_64-linux-gnu", budget=lib_budget, link_every=25)
-    libs.close()
-    update = LayerWriter(work / "3-update.tar")
-    for i, name in enumerate(base.files[::50]):
-        update.file(_whiteout(name) if i % 2 else name, b"" if i % 2 else b"rewritten\n" * i)
-    update.file("usr/share/perl/.wh..wh..opq", b"")
-    for i, name in enumerate(libs.files[::30]):
-        update.link(f"usr/local/lib/link{i}", name)
-    update.close()
-    entries = base.entries + libs.entries + update.entries
-    return [base.path, libs.path, update.path], entries
-
-
-def _whiteout(name: str) -> str:
-    parent, _, base = name.rpartition("/")
-    return f"{parent}/.wh.{base}"
-
-
-def compress(tars: list[Path]) -> list[Path]:
-    """gzip -6 (the Go and Docker default), the layers in parallel."""
-    processes = [subprocess.Popen(["gzip", "-6", "-n", "-k", "-f", str(tar)]) for tar in tars]
-    for process in processes:
-        if process.wait():
-            raise RuntimeError("gzip failed")
-    return [tar.with_suffix(".tar.gz") for tar in tars]
-
-
-def diff_id(path: Path) -> str:
-    with path.open("rb") as stream:
-        return str(Digest("sha256", _sha256(stream)))
-
-
-def _sha256(stream: object) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    while chunk := stream.read(1 << 20):  # type: ignore[attr-defined]
-        digest.update(chunk)
-    return digest.hexdigest()
-
-
-# -- running the tools ---------------------------------------------------------------------
 
 
 def measure(argv: list[str], dest: Path) -> Result:
@@ -169,59 +58,42 @@ def measure(argv: list[str], dest: Path) -> Result:
     report = dest.parent / "time.txt"
     timed = ["/usr/bin/time", "-f", "%e %M", "-o", str(report), *argv]
     started = time.perf_counter()
-    subprocess.run(timed, stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(timed, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     seconds = time.perf_counter() - started
     _, peak_kb = report.read_text().split()
     return Result(seconds, int(peak_kb) / 1024)
 
 
-UNPACK_LAYERS = """
-import sys
-from pathlib import Path
-from ducc.digest import Digest
-from ducc.unpack import LayerSource, unpack_layers
-dest, *layers = sys.argv[1:]
-sources = []
-for item in layers:
-    path, blob, size, diff = item.split(",")
-    sources.append(LayerSource(path, "application/vnd.oci.image.layer.v1.tar+gzip",
-        Digest.parse(blob), int(size), Digest.parse(diff), lambda p=path: open(p, "rb")))
-unpack_layers(Path(dest), sources)
-"""
-
-
-def commands(
-    work: Path, blobs: list[Path], diff_ids: list[str], host: str
-) -> dict[str, tuple[list[str], Path]]:
+def commands(work: Path, blobs: list[Path], host: str) -> dict[str, tuple[list[str], Path]]:
     dest = work / "out"
+    image = f"http://{host}/{REPOSITORY}:{TAG}"
     untar = " && ".join(f"tar -xzf {blob} -C {dest / 'rootfs'}" for blob in blobs)
-    specs = [
-        f"{blob},{Digest.of(blob.read_bytes())},{blob.stat().st_size},{d}"
-        for blob, d in zip(blobs, diff_ids, strict=True)
-    ]
+    recipe = work / "recipe.yaml"
+    recipe.write_text(f"version: 1\ncvmfs_repo: bench.local\ninput:\n  - '{image}'\n")
+    by_hand = (
+        f"skopeo copy --quiet --src-tls-verify=false docker://{host}/{REPOSITORY}:{TAG}"
+        f" oci:{dest / 'layout'}:{TAG}"
+        f" && umoci unpack --image {dest / 'layout'}:{TAG} {dest / 'bundle'}"
+    )
+    convert = [DUCC, "convert", str(recipe), "--publisher", "dir", "--root", str(dest / "repo")]
     return {
-        "ducc unpack (registry)": (
-            [DUCC, "unpack", f"http://{host}/{REPOSITORY}:{TAG}", str(dest / "rootfs")],
-            dest,
-        ),
-        "unpack_layers (files)": (
-            [PYTHON, "-c", UNPACK_LAYERS, str(dest / "rootfs"), *specs],
-            dest,
-        ),
+        "ducc unpack": ([DUCC, "unpack", image, str(dest / "rootfs")], dest),
         "GNU tar -xzf": (["sh", "-c", f"mkdir {dest / 'rootfs'} && {untar}"], dest),
         "umoci unpack": (
             ["umoci", "unpack", "--image", f"{work / 'layout'}:{TAG}", str(dest / "bundle")],
             dest,
         ),
+        "ducc convert (dir)": ([*convert, "--state-dir", str(dest / "state")], dest),
+        "skopeo copy + umoci unpack": (["sh", "-c", by_hand], dest),
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--lib-mb", type=int, default=200, help="MB taken from /usr/lib")
+    parser.add_argument("--size", choices=["bench", "test"], default="bench")
     args = parser.parse_args()
-    for tool in ("umoci", "tar", "gzip", "/usr/bin/time"):
+    for tool in ("umoci", "skopeo", "tar", "/usr/bin/time"):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed (scripts/setup installs it)", file=sys.stderr)
             return 1
@@ -229,38 +101,36 @@ def main() -> int:
         print("docker-registry is not installed (scripts/setup installs it)", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="ducc-bench-unpack-", dir=_tmpfs()) as tmp:
-        return run(Path(tmp), args.runs, args.lib_mb << 20)
+        return run(Path(tmp), args.runs, args.size)
 
 
 def _tmpfs() -> str:
     """/dev/shm when it is a tmpfs with room; the caller may mount one instead."""
     stats = os.statvfs("/dev/shm")
-    if stats.f_bavail * stats.f_frsize < 6 << 30:
-        raise SystemExit("/dev/shm has less than 6 GiB free; mount a tmpfs and set TMPDIR")
+    if stats.f_bavail * stats.f_frsize < 3 << 30:
+        raise SystemExit("/dev/shm has less than 3 GiB free; mount a tmpfs and set TMPDIR")
     return "/dev/shm"
 
 
-def run(work: Path, runs: int, lib_budget: int) -> int:
-    started = time.perf_counter()
-    tars, entries = build_tars(work, lib_budget)
-    blobs = compress(tars)
-    diff_ids = [diff_id(tar) for tar in tars]
-    size = sum(tar.stat().st_size for tar in tars)
-    for tar in tars:
-        tar.unlink()
-    layers = [Layer(b"", blob.read_bytes(), LAYER_GZIP) for blob in blobs]
-    image = make_image(layers, diff_ids=diff_ids)
+def run(work: Path, runs: int, size: str) -> int:
+    base, app = debian_layers("bench" if size == "bench" else "test")
+    image = make_image([base, app], cmd=["/usr/bin/python3"])
+    blobs = []
+    for n, layer in enumerate(image.layers):
+        blobs.append(work / f"layer{n}.tar.gz")
+        blobs[-1].write_bytes(layer.blob)
     write_oci_layout(work / "layout", {TAG: image})
     registry = LocalRegistry(work / "registry").start()
     try:
         registry.pusher().image(REPOSITORY, TAG, image)
-        del layers, image
-        compressed = sum(blob.stat().st_size for blob in blobs)
+        tar_bytes = sum(len(layer.tar) for layer in image.layers)
+        compressed = sum(len(layer.blob) for layer in image.layers)
         print(
-            f"image: {len(blobs)} gzip layers, {entries} entries, {size / 1e6:.0f} MB tar, "
-            f"{compressed / 1e6:.0f} MB compressed (built in {time.perf_counter() - started:.0f} s)"
+            f"image: {len(blobs)} gzip layers, {tar_bytes / 1e6:.0f} MB tar, "
+            f"{compressed / 1e6:.0f} MB compressed"
         )
-        results = _measure_all(commands(work, blobs, diff_ids, registry.host), runs)
+        del base, app, image
+        results = _measure_all(commands(work, blobs, registry.host), runs)
     finally:
         registry.stop()
     _report(results)
@@ -278,14 +148,24 @@ def _measure_all(plan: dict[str, tuple[list[str], Path]], runs: int) -> dict[str
 
 def _report(results: dict[str, list[Result]]) -> None:
     best = {name: min(r.seconds for r in rs) for name, rs in results.items()}
+    median = {name: statistics.median(r.seconds for r in rs) for name, rs in results.items()}
     rss = {name: max(r.rss_mb for r in rs) for name, rs in results.items()}
     for name, rs in results.items():
         times = ", ".join(f"{r.seconds:.2f}" for r in rs)
-        print(f"{name:<24} best {best[name]:6.2f} s  peak RSS {rss[name]:6.1f} MB  [{times}]")
-    ducc = best["ducc unpack (registry)"]
-    print(f"ducc / GNU tar      = {ducc / best['GNU tar -xzf']:.2f}  (target <= 1.0)")
-    print(f"umoci / ducc        = {best['umoci unpack'] / ducc:.2f}  (target >= 2.0)")
-    print(f"ducc peak RSS       = {rss['ducc unpack (registry)']:.1f} MB  (target < 100 MB)")
+        print(
+            f"{name:<28} best {best[name]:6.2f} s  median {median[name]:6.2f} s  "
+            f"peak RSS {rss[name]:6.1f} MB  [{times}]"
+        )
+    by_hand = median["skopeo copy + umoci unpack"]
+    print(
+        f"ducc unpack / GNU tar             = {median['ducc unpack'] / median['GNU tar -xzf']:.2f}"
+    )
+    print(
+        f"umoci unpack / ducc unpack        = {median['umoci unpack'] / median['ducc unpack']:.2f}"
+    )
+    print(f"ducc convert / (skopeo + umoci)   = {median['ducc convert (dir)'] / by_hand:.2f}")
+    peak = max(rss["ducc unpack"], rss["ducc convert (dir)"])
+    print(f"ducc peak RSS                     = {peak:.1f} MB")
 
 
 if __name__ == "__main__":

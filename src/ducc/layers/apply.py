@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -24,6 +25,7 @@ from ducc.layers.stage import remove_tree
 from ducc.layers.stream import READ_AHEAD_BYTES, LayerDigests, LayerStream
 from ducc.layers.tarstream import OPAQUE, WHITEOUT, Entry, Kind, TarReader
 from ducc.layers.whiteout import Upper, Whiteouts
+from ducc.layers.writer import FileWriter, WriteFailed
 from ducc.signals import INTERRUPTS
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -87,11 +89,16 @@ def apply_layer(
     reader = TarReader(stream, limits=limits, name=name)
     applier = _Applier(os.fspath(root), mode, name, lower, privileged)
     try:
-        applier.run(reader)
+        try:
+            applier.run(reader)
+        finally:
+            applier.finish_writes()
         digests = stream.finish()
     except (MalformedLayer, VerificationError) as exc:
         stream.check_download(exc)
         raise
+    except WriteFailed as exc:
+        raise LayerError(f"layer {name}: entry {exc.entry!r}: {exc.error}") from exc
     except OSError as exc:
         raise LayerError(f"layer {name}: entry {applier.entry!r}: {exc}") from exc
     finally:
@@ -109,6 +116,7 @@ class _Applier:
         self.layer = layer
         self.privileged = os.geteuid() == 0 if privileged is None else privileged
         self.metadata = Metadata(privileged=self.privileged, layer=layer)
+        self.writer = FileWriter(Metadata(privileged=self.privileged, layer=layer))
         self.resolver = Resolver(root, seen=self._seen, made=self._made)
         self.lower = Resolver(os.fspath(lower)) if lower is not None else None
         self.upper = Upper()
@@ -172,13 +180,33 @@ class _Applier:
     # -- entries -----------------------------------------------------------------------
 
     def _file(self, entry: Entry, rel: str, reader: TarReader) -> None:
+        """Created here, written and closed by the writer thread (see writer.py)."""
         fd = self._new_file(rel)
+        size = 0
         try:
-            self.counts.bytes += reader.copy_to(fd)
-            self.metadata.file(fd, entry.info)
-        finally:
-            os.close(fd)
+            for view in reader.chunks():
+                self.writer.data(fd, view, self.entry)
+                size += len(view)
+        except BaseException:
+            self.writer.done(fd, None, self.entry)
+            raise
+        self.writer.done(fd, entry.info, self.entry)
+        self.counts.bytes += size
         self.counts.files += 1
+
+    def finish_writes(self) -> None:
+        """Wait for the writer thread; its first failure is raised unless one already is
+        (a refused layer reports its refusal, not a write that followed)."""
+        failing = sys.exc_info()[1] is not None
+        try:
+            self.writer.close()
+        except WriteFailed:
+            if not failing:
+                raise
+        finally:
+            mine, theirs = self.metadata.skipped, self.writer.metadata.skipped
+            mine.owners += theirs.owners
+            mine.xattrs += theirs.xattrs
 
     def _directory(self, entry: Entry, rel: str, reader: TarReader) -> None:
         path = self.resolver.path(rel)
