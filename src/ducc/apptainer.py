@@ -58,6 +58,19 @@ def write_apptainer_files(
     make_bind_files(root)
 
 
+def check_config(
+    *,
+    env: Sequence[str],
+    entrypoint: Sequence[str] | None,
+    cmd: Sequence[str] | None,
+    working_dir: str | None = None,
+) -> None:
+    """Raise what `write_apptainer_files` would refuse in the config, before anything of the
+    image is published (a layer ingested for an image that then fails stays unused)."""
+    runscript_text(entrypoint, cmd, working_dir)
+    env_script_text(env)
+
+
 def write_meta_files(root: Path, env_script: str, runscript: str) -> None:
     """`.singularity.d/` with its actions, environment scripts, runscript and startscript."""
     meta = root / META

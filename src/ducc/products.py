@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from ducc import log
-from ducc.apptainer import write_apptainer_files
+from ducc.apptainer import check_config, write_apptainer_files
 from ducc.blobcache import BlobCache, CachedLayer
 from ducc.digest import Digest, chain_ids
 from ducc.errors import ManifestError
@@ -180,6 +180,14 @@ class ImageBuilder:
         already: a manifest may list one blob twice, and platforms may share layers."""
         flat = self.layout.flat_dir(image.config.digest)
         complete = flat_complete(self.layout, image.config.digest)
+        if not (self.options.skip_flat or complete):
+            config = image.config
+            check_config(
+                env=config.env,
+                entrypoint=config.entrypoint,
+                cmd=config.cmd,
+                working_dir=config.working_dir,
+            )
         if self.options.skip_flat or complete or self.overlay:
             for plan in plans:
                 self.ingest_layer(plans, plan, stats, ingested)

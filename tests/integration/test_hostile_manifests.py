@@ -932,9 +932,10 @@ def test_multi_arch_platform_names_never_leave_the_repository(
 def test_on_cvmfs_a_hostile_image_leaves_no_transaction_and_nothing_published(
     hostile: Outcome, fake_cvmfs: FakeCvmfs, tmp_path: Path
 ) -> None:
-    """The same recipe through `cvmfs_server` transactions (the fake, with real mounts):
-    images failing inside a transaction (a diff_id found wrong while chains are built)
-    abort it; the good images are published; the repository verifies."""
+    """The same recipe through `cvmfs_server` (the fake, with real mounts): an image whose
+    layer proves wrong while it is ingested (a diff_id that does not match) has its ingest
+    killed before the tar ends, so nothing of it is published; the good images are; the
+    repository verifies."""
     if os.geteuid() != 0:
         pytest.skip("the fake cvmfs_server serves read-only mounts only as root")
     recipe = write_recipe(
@@ -949,7 +950,7 @@ def test_on_cvmfs_a_hostile_image_leaves_no_transaction_and_nothing_published(
     totals = run.json()["totals"]
     assert (totals["failed"], totals["added"]) == (len(CASES), len(hostile.good))
     assert fake_cvmfs.transactions() == []
-    assert fake_cvmfs.count("abort") >= 1, "a diff_id mismatch aborts the chains' transaction"
+    assert fake_cvmfs.count("ingest", ok=True) == 4  # the good images' layers; no hostile one
     root = fake_cvmfs.root
     leaked = [
         str(p) for p in root.rglob("*") if "hostile/" in str(p) and "hostile/good" not in str(p)

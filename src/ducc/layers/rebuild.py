@@ -70,8 +70,8 @@ def rebuild_tar(
         for entry in reader:
             INTERRUPTS.check()
             writer.add(entry)
-        writer.write(_END)
-        digests = stream.finish()
+        digests = stream.finish()  # verified before the end marker: a consumer of a layer
+        writer.write(_END)  # that proves wrong never sees a complete archive
     except (MalformedLayer, VerificationError) as exc:
         stream.check_download(exc)
         raise

@@ -95,22 +95,29 @@ class DirectoryPublisher:
         died before the layer's metadata), swap it in atomically, so that a layer images
         already use is never missing, not even for a moment."""
         existing = os.path.lexists(layerfs)
+        made = not layerfs.parent.exists()  # the layer's directory, by this ingest
         target = (
             layerfs.with_name(f".{layerfs.name}.tmp-new{secrets.token_hex(4)}")
             if existing
             else layerfs
         )
-        with staged(target) as tmp:
-            stream = layer.open()
-            stats = apply_layer(
-                tmp,
-                stream,
-                mode=ApplyMode.LITERAL,
-                limits=layer.limits,
-                name=layer.name,
-                lower=lower,
-            )
-            (tmp / CATALOG_MARKER).touch()
+        try:
+            with staged(target) as tmp:
+                stream = layer.open()
+                stats = apply_layer(
+                    tmp,
+                    stream,
+                    mode=ApplyMode.LITERAL,
+                    limits=layer.limits,
+                    name=layer.name,
+                    lower=lower,
+                )
+                (tmp / CATALOG_MARKER).touch()
+        except BaseException:
+            if made:  # a refused layer leaves no empty `.layers/<xx>/<hex>/` behind
+                with contextlib.suppress(OSError):
+                    layerfs.parent.rmdir()
+            raise
         if existing:
             exchange(target, layerfs)
             remove_tree(target)  # now the old tree
