@@ -20,7 +20,13 @@ from pathlib import Path
 from ducc.errors import HostileLayer, LayerError, MalformedLayer, VerificationError
 from ducc.layers.limits import Limits
 from ducc.layers.metadata import Metadata, times_of, xattr_allowed
-from ducc.layers.paths import ResolveError, Resolver, open_file, read_symlink
+from ducc.layers.paths import (
+    ResolveError,
+    Resolver,
+    open_file,
+    read_symlink,
+    unresolved_link,
+)
 from ducc.layers.stage import remove_tree
 from ducc.layers.stream import READ_AHEAD_BYTES, LayerDigests, LayerStream
 from ducc.layers.tarstream import OPAQUE, WHITEOUT, Entry, Kind, TarReader
@@ -324,7 +330,7 @@ class _Applier:
         if fd_in is None:
             link = read_symlink(lower, entry.link)
             if link is None:
-                raise self.refuse(f"hard link target {entry.link!r} is in no layer below")
+                raise self.refuse(unresolved_link(lower, entry.link))
             self._copy_symlink(rel, *link)
             return
         try:

@@ -167,3 +167,15 @@ def open_file(resolver: Resolver, name: str) -> int | None:
         return fd
     os.close(fd)
     return None
+
+
+def unresolved_link(lower: Resolver | None, link: str) -> str:
+    """Why a hard link to `link` found no target in its own layer nor in the tree below: a
+    directory there (never linked to), or nothing at all."""
+    path = _entry_path(lower, link) if lower is not None else None
+    try:
+        if path is not None and stat.S_ISDIR(os.lstat(path).st_mode):
+            return f"hard link to a directory ({link!r})"
+    except OSError:
+        pass
+    return f"hard link target {link!r} does not exist in this layer or below"

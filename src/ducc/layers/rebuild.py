@@ -18,7 +18,7 @@ from typing import BinaryIO
 from ducc.errors import HostileLayer, LayerError, MalformedLayer, VerificationError
 from ducc.layers.limits import Limits
 from ducc.layers.metadata import XATTR_PREFIX, parse_ns, times_of, xattr_allowed
-from ducc.layers.paths import Resolver, open_file, read_symlink
+from ducc.layers.paths import Resolver, open_file, read_symlink, unresolved_link
 from ducc.layers.stream import READ_AHEAD_BYTES, LayerDigests, LayerStream
 from ducc.layers.tarstream import BLOCK, CHUNK, WHITEOUT, Entry, Kind, TarReader
 from ducc.signals import INTERRUPTS
@@ -135,10 +135,7 @@ class _Writer:
             self._emit_symlink(entry.name, *link)
         elif fd is None:
             raise HostileLayer(
-                self.reader.layer,
-                entry.info.name,
-                f"hard link target {entry.link!r} is not an earlier entry of this layer"
-                " (nor a regular file or symlink below it)",
+                self.reader.layer, entry.info.name, unresolved_link(self.lower, entry.link)
             )
         else:
             try:
