@@ -197,10 +197,43 @@ class ImageBuilder:
         first = len(plans) if self.options.skip_chains else self._first_chain(plans)
         self.publisher.directories(self._parents(plans[first:], flat))
         for plan in plans:
+            if plan.index >= first and self._chain_in_ingest(plan, ingested):
+                self._ingest_with_chain(plans, plan, stats, ingested)
+                continue
             self.ingest_layer(plans, plan, stats, ingested)
             if plan.index >= first:
                 self._build_chain(plans, plan, stats, ingested)
         return self._build_flat(image, plans, stats)
+
+    def _chain_in_ingest(self, plan: LayerPlan, ingested: dict[Digest, Ingested]) -> bool:
+        """Whether the layer's ingest can build its chain in the same pass: where the
+        publisher can, when the layer is to be ingested now."""
+        if not self.publisher.chains_in_ingest or plan.blob in ingested:
+            return False
+        return self._layer_missing(plan)
+
+    def _ingest_with_chain(
+        self,
+        plans: list[LayerPlan],
+        plan: LayerPlan,
+        stats: BuildStats,
+        ingested: dict[Digest, Ingested],
+    ) -> None:
+        """The layer's literal tree and its chain from one pass over the layer."""
+        chain = self.layout.chain_dir(plan.chain)
+        self._remove_incomplete(chain)
+        below = self.layout.chain_dir(plans[plan.index - 1].chain) if plan.index else None
+        layerfs = self.layout.layerfs(plan.blob)
+        with self.publisher.product(chain, template=below) as tree:
+            with self.tracked(plan, "ingest") as layer:
+                ingested[plan.blob] = self.publisher.ingest_layer(
+                    layerfs, layer, below, replace=self.options.overwrite_layers, chain=tree
+                )
+            _new_marker(tree)
+        stats.layers_ingested += 1
+        stats.chains_built += 1
+        METRICS.inc("ducc_layers_ingested_total")
+        _log.info("chain_built", chain=str(plan.chain), layer=str(plan.blob), with_ingest=True)
 
     def _parents(self, chains: list[LayerPlan], flat: Path) -> list[Path]:
         """The directories the products hang from, top first: each its own catalog."""

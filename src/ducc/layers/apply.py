@@ -83,22 +83,34 @@ def apply_layer(
     name: str,
     lower: Path | None = None,
     privileged: bool | None = None,
+    twin: Path | None = None,
 ) -> ApplyStats:
     """Apply the layer in `stream` to the existing directory `root` and verify the stream.
 
     `lower` (LITERAL only) is the tree below this layer, for hard links to files the layer
-    does not contain. `privileged` (default: running as root) decides whether owners and
-    device nodes are applied. Any refusal raises HostileLayer naming the layer and entry;
-    the tree is then partly written and the caller discards it (see `stage.staged`).
+    does not contain. `twin` (LITERAL only): a second tree, on the same file system, to which
+    the same pass applies the layer as a changeset (a chain: `lower` with this layer), its
+    regular files hard links to those of `root`: the layer is read, decompressed and
+    written once for both. `privileged` (default: running as root) decides whether owners
+    and device nodes are applied. Any refusal raises HostileLayer naming the layer and
+    entry; the trees are then partly written and the caller discards them (see
+    `stage.staged`).
     """
+    if twin is not None and mode is not ApplyMode.LITERAL:
+        raise ValueError("a twin tree is built only beside a literal one")
     stream.limit(limits.max_bytes + READ_AHEAD_BYTES)
     reader = TarReader(stream, limits=limits, name=name)
     applier = _Applier(os.fspath(root), mode, name, lower, privileged)
+    second = (
+        _Applier(os.fspath(twin), ApplyMode.CHANGESET, name, None, privileged) if twin else None
+    )
     try:
         try:
-            applier.run(reader)
+            applier.run(reader, second)
         finally:
             applier.finish_writes()
+            if second is not None:
+                second.finish_writes()
         digests = stream.finish()
     except (MalformedLayer, VerificationError) as exc:
         stream.check_download(exc)
@@ -123,6 +135,16 @@ class _Applier:
         self.privileged = os.geteuid() == 0 if privileged is None else privileged
         self.metadata = Metadata(privileged=self.privileged, layer=layer)
         self.writer = FileWriter(Metadata(privileged=self.privileged, layer=layer))
+        self.last_file: str | None = None  # where the last regular file's data went
+        self._handlers: dict[Kind, Callable[[Entry, str, TarReader], None]] = {
+            Kind.FILE: self._file,
+            Kind.DIRECTORY: self._directory,
+            Kind.SYMLINK: self._symlink,
+            Kind.HARDLINK: self._hardlink,
+            Kind.CHAR: self._special,
+            Kind.BLOCK: self._special,
+            Kind.FIFO: self._special,
+        }
         self.resolver = Resolver(root, seen=self._seen, made=self._made)
         self.lower = Resolver(os.fspath(lower)) if lower is not None else None
         self.upper = Upper()
@@ -151,27 +173,39 @@ class _Applier:
     def refuse(self, reason: str) -> HostileLayer:
         return HostileLayer(self.layer, self.entry, reason)
 
-    def run(self, reader: TarReader) -> None:
-        handlers = {
-            Kind.FILE: self._file,
-            Kind.DIRECTORY: self._directory,
-            Kind.SYMLINK: self._symlink,
-            Kind.HARDLINK: self._hardlink,
-        }
+    def run(self, reader: TarReader, twin: _Applier | None = None) -> None:
+        """Every entry of `reader`; with a `twin` (a CHANGESET applier of another tree),
+        each entry there too, its regular files hard links to the ones written here."""
         for entry in reader:
             INTERRUPTS.check()  # a signal stops a long layer between entries
-            self.entry = entry.info.name
-            self.current = entry
-            try:
-                if not entry.name:
-                    self._directory(entry, "", reader)
-                elif self.changeset and entry.base.startswith(WHITEOUT):
-                    self._whiteout(entry)
+            self.apply(entry, reader)
+            if twin is not None:
+                twin.apply(entry, reader, data_at=self.last_file)
+        self._finish_directories()
+        if twin is not None:
+            twin.finish_directories()
+
+    def apply(self, entry: Entry, reader: TarReader, data_at: str | None = None) -> None:
+        """One entry. `data_at`: the file holding this (regular file) entry's data, already
+        written by the twin applier: linked here instead of read again."""
+        self.entry = entry.info.name
+        self.current = entry
+        try:
+            if not entry.name:
+                self._directory(entry, "", reader)
+            elif self.changeset and entry.base.startswith(WHITEOUT):
+                self._whiteout(entry)
+            else:
+                rel = self._place(entry)
+                if entry.kind is Kind.FILE and data_at is not None:
+                    self._create(rel, lambda path: os.link(data_at, path, follow_symlinks=False))
+                    self.counts.files += 1
                 else:
-                    rel = self._place(entry)
-                    handlers.get(entry.kind, self._special)(entry, rel, reader)
-            except ResolveError as exc:
-                raise self.refuse(str(exc)) from None
+                    self._handlers[entry.kind](entry, rel, reader)
+        except ResolveError as exc:
+            raise self.refuse(str(exc)) from None
+
+    def finish_directories(self) -> None:
         self._finish_directories()
 
     def _place(self, entry: Entry) -> str:
@@ -188,6 +222,7 @@ class _Applier:
     def _file(self, entry: Entry, rel: str, reader: TarReader) -> None:
         """Created here, written and closed by the writer thread (see writer.py)."""
         fd = self._new_file(rel)
+        self.last_file = self.resolver.path(rel)
         size = 0
         try:
             for view in reader.chunks():

@@ -46,6 +46,8 @@ class Publisher(Protocol):
     mount: Path  # the repository as a whole (`/cvmfs/<repo>` or the --root directory)
     root: Path  # where this recipe's images live: `mount`, or `mount/<subdir>`
     leases: bool  # transactions take lease paths (CernVM-FS gateway)
+    # whether `ingest_layer` can build the layer's chain in the same pass (one file system)
+    chains_in_ingest: bool
 
     @property
     def publishes(self) -> int: ...
@@ -81,12 +83,20 @@ class Publisher(Protocol):
         ...
 
     def ingest_layer(
-        self, layerfs: Path, layer: LayerOpener, lower: Path | None = None, *, replace: bool = False
+        self,
+        layerfs: Path,
+        layer: LayerOpener,
+        lower: Path | None = None,
+        *,
+        replace: bool = False,
+        chain: Path | None = None,
     ) -> Ingested:
         """Put a layer's literal content at `layerfs` (its own publish on CernVM-FS);
         return what the verified pass over the layer measured. `lower` is the tree below
         the layer, where a hard link to a file of a lower layer finds its content; `replace`
-        (`--overwrite-layers`): a tree already there is not trusted to be the layer's."""
+        (`--overwrite-layers`): a tree already there is not trusted to be the layer's.
+        `chain` (only where `chains_in_ingest`): a product being built, into which the same
+        pass applies the layer as a changeset."""
         ...
 
     def overlay(self, layers: Sequence[Path], dest: Path) -> None:

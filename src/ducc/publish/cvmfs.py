@@ -189,14 +189,24 @@ class CvmfsPublisher:
                 return  # keep the record: the next run sees a stale transaction of ours
         self.records.remove(self.repo, path)
 
+    chains_in_ingest = False  # an ingest is a transaction of its own
+
     def ingest_layer(
-        self, layerfs: Path, layer: LayerOpener, lower: Path | None = None, *, replace: bool = False
+        self,
+        layerfs: Path,
+        layer: LayerOpener,
+        lower: Path | None = None,
+        *,
+        replace: bool = False,
+        chain: Path | None = None,
     ) -> Ingested:
         """One ingest. An existing tree is ingested over: left by a run that died before the
         layer's metadata, it is complete (an ingest publishes whole or not at all) and holds
         what the same blob gives again. With `replace` (`--overwrite-layers`) it is deleted
         first, by an ingest of its own: cvmfs 2.11.5 crashes on deleting a nested catalog
         and ingesting into it at once. Between the two, the layer tree is missing."""
+        if chain is not None:
+            raise ValueError("cvmfs_server ingest builds no chain (chains_in_ingest is False)")
         if replace and os.path.lexists(layerfs):
             self.server.ingest_delete(self.repo, [self._rel(layerfs)])
         measured: list[RebuildStats] = []

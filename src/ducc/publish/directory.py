@@ -30,6 +30,7 @@ STAGING = re.compile(r"^\..+\.tmp-[A-Za-z0-9_]+$")
 class DirectoryPublisher:
     kind = "dir"
     leases = False
+    chains_in_ingest = True  # a chain's files can be hard links to the layer tree's
 
     def __init__(self, mount: Path, subdir: str = "") -> None:
         self.mount = mount
@@ -89,7 +90,13 @@ class DirectoryPublisher:
         return False
 
     def ingest_layer(
-        self, layerfs: Path, layer: LayerOpener, lower: Path | None = None, *, replace: bool = False
+        self,
+        layerfs: Path,
+        layer: LayerOpener,
+        lower: Path | None = None,
+        *,
+        replace: bool = False,
+        chain: Path | None = None,
     ) -> Ingested:
         """Stage the literal layer; over an existing one (`--overwrite-layers`, or a run that
         died before the layer's metadata), swap it in atomically, so that a layer images
@@ -111,6 +118,7 @@ class DirectoryPublisher:
                     limits=layer.limits,
                     name=layer.name,
                     lower=lower,
+                    twin=chain,
                 )
                 (tmp / CATALOG_MARKER).touch()
         except BaseException:
