@@ -219,7 +219,8 @@ class ImageBuilder:
         stats: BuildStats,
         ingested: dict[Digest, Ingested],
     ) -> None:
-        """The layer's literal tree and its chain from one pass over the layer."""
+        """The layer's literal tree and its chain from one pass over the layer (one read and
+        decompression; each tree written with files of its own)."""
         chain = self.layout.chain_dir(plan.chain)
         self._remove_incomplete(chain)
         below = self.layout.chain_dir(plans[plan.index - 1].chain) if plan.index else None

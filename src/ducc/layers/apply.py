@@ -88,13 +88,13 @@ def apply_layer(
     """Apply the layer in `stream` to the existing directory `root` and verify the stream.
 
     `lower` (LITERAL only) is the tree below this layer, for hard links to files the layer
-    does not contain. `twin` (LITERAL only): a second tree, on the same file system, to which
-    the same pass applies the layer as a changeset (a chain: `lower` with this layer), its
-    regular files hard links to those of `root`: the layer is read, decompressed and
-    written once for both. `privileged` (default: running as root) decides whether owners
-    and device nodes are applied. Any refusal raises HostileLayer naming the layer and
-    entry; the trees are then partly written and the caller discards them (see
-    `stage.staged`).
+    does not contain. `twin` (LITERAL only): a second tree to which the same pass applies the
+    layer as a changeset (a chain: `lower` with this layer): the layer is read, decompressed
+    and parsed once for both; each tree gets files of its own (no inode is shared, so
+    damage to one tree never reaches the other). `privileged` (default: running as root)
+    decides whether owners and device nodes are applied. Any refusal raises HostileLayer
+    naming the layer and entry; the trees are then partly written and the caller discards
+    them (see `stage.staged`).
     """
     if twin is not None and mode is not ApplyMode.LITERAL:
         raise ValueError("a twin tree is built only beside a literal one")
@@ -125,6 +125,18 @@ def apply_layer(
     return applier.stats(reader.count, digests)
 
 
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    """A twin's new file that a regular file's data also goes to."""
+
+    applier: _Applier
+    fd: int
+
+    @property
+    def target(self) -> tuple[FileWriter, int]:
+        return self.applier.writer, self.fd
+
+
 class _Applier:
     def __init__(
         self, root: str, mode: ApplyMode, layer: str, lower: Path | None, privileged: bool | None
@@ -135,9 +147,7 @@ class _Applier:
         self.privileged = os.geteuid() == 0 if privileged is None else privileged
         self.metadata = Metadata(privileged=self.privileged, layer=layer)
         self.writer = FileWriter(Metadata(privileged=self.privileged, layer=layer))
-        self.last_file: str | None = None  # where the last regular file's data went
         self._handlers: dict[Kind, Callable[[Entry, str, TarReader], None]] = {
-            Kind.FILE: self._file,
             Kind.DIRECTORY: self._directory,
             Kind.SYMLINK: self._symlink,
             Kind.HARDLINK: self._hardlink,
@@ -175,21 +185,18 @@ class _Applier:
 
     def run(self, reader: TarReader, twin: _Applier | None = None) -> None:
         """Every entry of `reader`; with a `twin` (a CHANGESET applier of another tree),
-        each entry there too, its regular files hard links to the ones written here."""
+        each entry there too: a regular file's data, read once, is written to both."""
         for entry in reader:
             INTERRUPTS.check()  # a signal stops a long layer between entries
-            self.apply(entry, reader)
-            if twin is not None:
-                twin.apply(entry, reader, data_at=self.last_file)
+            copy = twin.copy_for(entry, reader) if twin is not None else None
+            self.apply(entry, reader, copy)
         self._finish_directories()
         if twin is not None:
             twin.finish_directories()
 
-    def apply(self, entry: Entry, reader: TarReader, data_at: str | None = None) -> None:
-        """One entry. `data_at`: the file holding this (regular file) entry's data, already
-        written by the twin applier: linked here instead of read again."""
-        self.entry = entry.info.name
-        self.current = entry
+    def apply(self, entry: Entry, reader: TarReader, copy: _Copy | None = None) -> None:
+        """One entry; a regular file's data goes to `copy` too."""
+        self._start(entry)
         try:
             if not entry.name:
                 self._directory(entry, "", reader)
@@ -197,13 +204,29 @@ class _Applier:
                 self._whiteout(entry)
             else:
                 rel = self._place(entry)
-                if entry.kind is Kind.FILE and data_at is not None:
-                    self._create(rel, lambda path: os.link(data_at, path, follow_symlinks=False))
-                    self.counts.files += 1
+                if entry.kind is Kind.FILE:
+                    self._file(entry, rel, reader, copy)
                 else:
                     self._handlers[entry.kind](entry, rel, reader)
         except ResolveError as exc:
             raise self.refuse(str(exc)) from None
+
+    def copy_for(self, entry: Entry, reader: TarReader) -> _Copy | None:
+        """As a twin: a regular file is created here and the file its data must also go to
+        returned (the other applier reads the data); any other entry is applied now."""
+        if entry.kind is not Kind.FILE or not entry.name or entry.base.startswith(WHITEOUT):
+            self.apply(entry, reader)
+            return None
+        self._start(entry)
+        try:
+            rel = self._place(entry)
+        except ResolveError as exc:
+            raise self.refuse(str(exc)) from None
+        return _Copy(self, self._new_file(rel))
+
+    def _start(self, entry: Entry) -> None:
+        self.entry = entry.info.name
+        self.current = entry
 
     def finish_directories(self) -> None:
         self._finish_directories()
@@ -219,21 +242,28 @@ class _Applier:
 
     # -- entries -----------------------------------------------------------------------
 
-    def _file(self, entry: Entry, rel: str, reader: TarReader) -> None:
-        """Created here, written and closed by the writer thread (see writer.py)."""
+    def _file(self, entry: Entry, rel: str, reader: TarReader, copy: _Copy | None = None) -> None:
+        """Created here, written and closed by the writer thread (see writer.py); the data
+        goes to `copy` as well."""
         fd = self._new_file(rel)
-        self.last_file = self.resolver.path(rel)
+        targets = [(self.writer, fd)] if copy is None else [(self.writer, fd), copy.target]
         size = 0
         try:
             for view in reader.chunks():
-                self.writer.data(fd, view, self.entry)
+                for writer, out in targets:
+                    writer.data(out, view, self.entry)
                 size += len(view)
         except BaseException:
-            self.writer.done(fd, None, self.entry)
+            for writer, out in targets:
+                writer.done(out, None, self.entry)
             raise
-        self.writer.done(fd, entry.info, self.entry)
+        for writer, out in targets:
+            writer.done(out, entry.info, self.entry)
         self.counts.bytes += size
         self.counts.files += 1
+        if copy is not None:
+            copy.applier.counts.bytes += size
+            copy.applier.counts.files += 1
 
     def finish_writes(self) -> None:
         """Wait for the writer thread; its first failure is raised unless one already is

@@ -30,7 +30,7 @@ STAGING = re.compile(r"^\..+\.tmp-[A-Za-z0-9_]+$")
 class DirectoryPublisher:
     kind = "dir"
     leases = False
-    chains_in_ingest = True  # a chain's files can be hard links to the layer tree's
+    chains_in_ingest = True  # one pass over a layer writes its tree and its chain
 
     def __init__(self, mount: Path, subdir: str = "") -> None:
         self.mount = mount
