@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.support.images import Layer, make_image, write_oci_layout
 from tests.support.registry import LocalRegistry, available
 
-from ducc.digest import Digest
+from ducc.oci.digest import Digest
 
 LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 PYTHON = sys.executable

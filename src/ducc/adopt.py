@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ducc import log
-from ducc.digest import Digest
 from ducc.errors import ManifestError, RecordUnreadable, SizeMismatch
 from ducc.layout import METADATA, MULTIARCH, Layout
 from ducc.links import (
@@ -25,14 +24,15 @@ from ducc.links import (
     platform_label,
 )
 from ducc.metadata import layer_complete, write_image_metadata
-from ducc.oci import ImageIndex, ImageManifest
-from ducc.platform import DEFAULT_PLATFORM, Platform
+from ducc.oci.digest import Digest
+from ducc.oci.model import ImageIndex, ImageManifest
+from ducc.oci.platform import DEFAULT_PLATFORM, Platform
+from ducc.oci.reference import Reference
 from ducc.podman import IMAGES, PodmanStore, big_data_file_name
 from ducc.pointers import DEFAULT_ARCH, drop_superseded_records
 from ducc.products import flat_complete
 from ducc.publish.base import Publisher
 from ducc.recorded import Record, RecordForm, platform_records, record_for
-from ducc.reference import Reference
 from ducc.registry.client import RegistryClient
 from ducc.registry.manifests import get_manifest, select_manifests
 

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ducc import log
-from ducc.digest import HEX_LENGTHS, Digest
 from ducc.files import remove_entry
 from ducc.layers import LayerStream, Limits
 from ducc.layers.stream import READ_AHEAD_BYTES
 from ducc.metrics import METRICS
-from ducc.oci import Descriptor
+from ducc.oci.digest import HEX_LENGTHS, Digest
+from ducc.oci.model import Descriptor
 from ducc.progress import BARS, Advance, CountingReader
 from ducc.registry.blobs import download_blob
 from ducc.registry.client import RegistryClient

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ducc import log
-from ducc.digest import Digest
 from ducc.layout import Layout
+from ducc.oci.digest import Digest
+from ducc.oci.reference import Reference
 from ducc.pointers import Converted, write_pointers
 from ducc.products import BuildStats, ImageBuilder, LayerPlan, plan_layers
 from ducc.publish.base import Ingested, Publisher
-from ducc.reference import Reference
 from ducc.registry.manifests import ResolvedImage
 
 _log = log.get("conversion")

@@ -22,13 +22,14 @@ from ducc import log
 from ducc.adopt import Adoption, adopt, plan_adoption
 from ducc.blobcache import BlobCache
 from ducc.conversion import ImageJob
-from ducc.digest import Digest
 from ducc.errors import DuccError, InputError, Interrupted
 from ducc.expansion import expand_all
 from ducc.lanes import Ready, run_lanes
 from ducc.layout import Layout
 from ducc.metrics import METRICS
-from ducc.oci import Platform
+from ducc.oci.digest import Digest
+from ducc.oci.platform import Platform
+from ducc.oci.reference import Reference
 from ducc.pointers import published_ok
 from ducc.poller import PollResult, PollStatus, poll, poll_one
 from ducc.products import BuildOptions, BuildStats, ImageBuilder, LayerPlan, plan_layers
@@ -36,7 +37,6 @@ from ducc.publish.base import Publisher
 from ducc.recipe import CvmfsRepo, Wish, Wishlist
 from ducc.recipe_options import RefusedWish
 from ducc.recorded import recorded_digest
-from ducc.reference import Reference
 from ducc.registry.client import Registries, RegistryClient
 from ducc.registry.manifests import ResolvedImage, resolve
 from ducc.repair import repair_images

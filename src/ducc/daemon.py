@@ -24,9 +24,9 @@ from ducc import log, sdnotify
 from ducc.convert import Converter, ConvertReport, Outcome, Target, by_repo, refused_result
 from ducc.errors import AnotherDuccRunning, DuccError, Interrupted, RecipeInvalid
 from ducc.metrics import METRICS
+from ducc.oci.reference import Reference
 from ducc.recipe import CvmfsRepo, load_wishlist
 from ducc.recipe_options import RecipeOptions
-from ducc.reference import Reference
 from ducc.schedule import Schedule, key_of
 from ducc.signals import INTERRUPTS
 from ducc.webhook import PushEvent

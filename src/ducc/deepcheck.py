@@ -20,12 +20,12 @@ from pathlib import Path
 
 from ducc.apptainer import BIND_FILES, META, MOUNT_POINTS
 from ducc.apptainer_scripts import ROOT_LINKS
-from ducc.digest import Digest, chain_ids
 from ducc.errors import DuccError
 from ducc.layers.paths import Resolver
 from ducc.layers.tarstream import OPAQUE, WHITEOUT
 from ducc.layout import CATALOG_MARKER, Layout
 from ducc.metadata import CONFIG_FILE, LAYERS_FILE, MANIFEST_FILE
+from ducc.oci.digest import Digest, chain_ids
 from ducc.trees import FILE, LINK, Contents, Node, ancestors, landing, scan, unchanged
 
 SHOWN = 3  # paths named per damaged product

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ducc import log
 from ducc.errors import DuccError, Interrupted
-from ducc.reference import Reference
+from ducc.oci.reference import Reference
 from ducc.registry.client import Registries
 from ducc.registry.manifests import head_digest
 from ducc.registry.tags import expand

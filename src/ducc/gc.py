@@ -19,10 +19,10 @@ from pathlib import Path
 
 from ducc import log
 from ducc.chains import cvmfs_ducc_chain_ids, ducc_chains, read_layer_facts
-from ducc.digest import Digest, chain_ids
 from ducc.errors import UnreadableRecords
 from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS, METADATA, MULTIARCH, Layout
 from ducc.metadata import LAYERS_FILE, read_diff_id
+from ducc.oci.digest import Digest, chain_ids
 from ducc.podman import IMAGES, PodmanStore
 from ducc.publish.base import Publisher
 from ducc.recorded import Record, RecordForm, RecordScan, scan_records

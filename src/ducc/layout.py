@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ducc.digest import Digest
-from ducc.reference import Reference
+from ducc.oci.digest import Digest
+from ducc.oci.reference import Reference
 
 CATALOG_MARKER = ".cvmfscatalog"
 LAYERS = ".layers"

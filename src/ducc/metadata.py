@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ducc.digest import Digest
 from ducc.errors import DuccError
 from ducc.files import replace_file
 from ducc.layout import Layout
+from ducc.oci.digest import Digest
 
 MANIFEST_FILE = "manifest.json"
 INDEX_FILE = "index.json"

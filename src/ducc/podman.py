@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from ducc import log
-from ducc.digest import Digest
 from ducc.errors import DigestMismatch, PodmanStoreError
 from ducc.files import (
     ensure_dir,
@@ -31,6 +30,7 @@ from ducc.files import (
     tree_size,
     write_if_changed,
 )
+from ducc.oci.digest import Digest
 from ducc.rollback import Rollback
 
 OVERLAY = "overlay"

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ducc.digest import Digest
 from ducc.errors import RecordUnreadable
 from ducc.layout import METADATA, MULTIARCH, Layout
 from ducc.links import (
@@ -30,11 +29,12 @@ from ducc.metadata import (
     read_diff_size,
     write_image_metadata,
 )
-from ducc.platform import Platform
+from ducc.oci.digest import Digest
+from ducc.oci.platform import Platform
+from ducc.oci.reference import Reference
 from ducc.podman import PodmanStore
 from ducc.products import flat_complete
 from ducc.recorded import RecordForm, platform_records, record_for
-from ducc.reference import Reference
 from ducc.registry.manifests import ResolvedImage
 from ducc.rollback import Rollback, undone_on_failure
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ducc import log
-from ducc.digest import Digest
 from ducc.errors import DuccError, Interrupted, NotFound
-from ducc.reference import Reference
+from ducc.oci.digest import Digest
+from ducc.oci.reference import Reference
 from ducc.registry.client import Registries
 from ducc.registry.faults import NOT_FOUND_CODES
 from ducc.registry.manifests import get_manifest, head_digest

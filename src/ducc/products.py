@@ -20,13 +20,13 @@ from pathlib import Path
 from ducc import log
 from ducc.apptainer import write_apptainer_files
 from ducc.blobcache import BlobCache, CachedLayer
-from ducc.digest import Digest, chain_ids
 from ducc.errors import ManifestError
 from ducc.layers import ApplyMode, Limits, apply_layer
 from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS, Layout
 from ducc.metadata import add_layer_origin, layer_complete, write_layer_info
 from ducc.metrics import METRICS
-from ducc.oci import Descriptor, layer_compression
+from ducc.oci.digest import Digest, chain_ids
+from ducc.oci.model import Descriptor, layer_compression
 from ducc.progress import BARS
 from ducc.publish.base import Ingested, Publisher
 from ducc.registry.client import RegistryClient

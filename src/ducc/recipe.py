@@ -18,17 +18,17 @@ from pathlib import Path
 import yaml
 
 from ducc.errors import BadPattern, BadReference, RecipeInvalid
-from ducc.glob import Glob, compile_glob
-from ducc.public_paths import public_path_problems
-from ducc.recipe_nodes import node_kind, node_source, node_value
-from ducc.recipe_options import RecipeOptions, RefusedWish
-from ducc.reference import (
+from ducc.oci.glob import Glob, compile_glob
+from ducc.oci.reference import (
     Reference,
     TagPattern,
     ducc_regex_warning,
     parse_reference,
     redacted_reference,
 )
+from ducc.public_paths import public_path_problems
+from ducc.recipe_nodes import node_kind, node_source, node_value
+from ducc.recipe_options import RecipeOptions, RefusedWish
 
 MAX_RECIPE_BYTES = 4 * 1024 * 1024
 KNOWN_KEYS = ("version", "user", "cvmfs_repo", "output_format", "input", "ignoreErrors")

@@ -17,8 +17,8 @@ from ducc import log
 from ducc.deepcheck import Damage, DeepCheck, image_products
 from ducc.layout import METADATA, MULTIARCH, Layout
 from ducc.metadata import LAYERS_FILE, MANIFEST_FILE
+from ducc.oci.reference import Reference
 from ducc.publish.base import Publisher
-from ducc.reference import Reference
 from ducc.verify import record_problems
 
 _log = log.get("repair")

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ducc import log
-from ducc.digest import BinaryReadable, Digest
 from ducc.errors import InputError
 from ducc.layers import ApplyMode, ApplyStats, LayerStream, Limits, apply_layer, remove_tree
 from ducc.layers.stream import READ_AHEAD_BYTES
-from ducc.oci import Descriptor
-from ducc.platform import Platform
+from ducc.oci.digest import BinaryReadable, Digest
+from ducc.oci.model import Descriptor
+from ducc.oci.platform import Platform
+from ducc.oci.reference import Reference
 from ducc.progress import BARS, Advance, CountingReader
-from ducc.reference import Reference
 from ducc.registry.blobs import open_blob
 from ducc.registry.client import Registries, RegistryClient
 from ducc.registry.manifests import ResolvedImage, resolve

@@ -17,13 +17,13 @@ from pathlib import Path
 from ducc import log
 from ducc.expansion import expand_all
 from ducc.layout import METADATA, MULTIARCH, Layout
+from ducc.oci.reference import Reference
 from ducc.podman import PodmanStore
 from ducc.poller import PollStatus, poll
 from ducc.publish.base import Publisher
 from ducc.recipe import Wish
 from ducc.recipe_options import RefusedWish
 from ducc.recorded import recorded_digest, scan_records
-from ducc.reference import Reference
 from ducc.registry.client import Registries
 
 _log = log.get("unpublish")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from ducc.apptainer import write_apptainer_files
-from ducc.digest import Digest
+from ducc.oci.digest import Digest
 from ducc.podman import PodmanStore
 from tests.support.podman import RUNC, podman_configs, read_only_view, unmount_below
 

@@ -11,11 +11,11 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from ducc.digest import Digest
-from ducc.oci import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
-from ducc.platform import Platform, parse_platform
+from ducc.oci.digest import Digest
+from ducc.oci.model import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from ducc.oci.platform import Platform, parse_platform
+from ducc.oci.reference import Reference, parse_reference
 from ducc.poller import PollStatus, poll
-from ducc.reference import Reference, parse_reference
 from ducc.registry.blobs import download_blob
 from ducc.registry.client import Registries, RegistrySettings, new_session
 from ducc.registry.manifests import resolve

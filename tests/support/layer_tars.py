@@ -13,8 +13,8 @@ from pathlib import Path
 
 import zstandard
 
-from ducc.digest import Digest
 from ducc.layers import ApplyMode, ApplyStats, LayerStream, Limits, apply_layer
+from ducc.oci.digest import Digest
 from ducc.unpack import LayerSource
 from tests.support.images import Image, make_image, make_layer, write_oci_layout
 

@@ -11,9 +11,9 @@ import responses
 
 from ducc.adopt import Adoption, adopt, plan_adoption
 from ducc.layout import Layout
+from ducc.oci.reference import parse_reference
 from ducc.publish.directory import DirectoryPublisher
 from ducc.recorded import RecordForm, record_for
-from ducc.reference import parse_reference
 from ducc.registry.client import Registries
 from tests.support.ducc_layout import DuccRepository, hexof
 from tests.support.fake_registry import FakeRegistry

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from ducc.chains import LayerFacts, cvmfs_ducc_chain_ids, ducc_chains
-from ducc.digest import Digest, chain_ids
+from ducc.oci.digest import Digest, chain_ids
 
 A, B, C, D = (f"{n}" * 64 for n in "abcd")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ducc.digest import Digest
 from ducc.layout import Layout
 from ducc.metadata import (
     add_layer_origin,
@@ -14,8 +13,9 @@ from ducc.metadata import (
     write_image_metadata,
     write_layer_info,
 )
+from ducc.oci.digest import Digest
+from ducc.oci.reference import parse_reference
 from ducc.recorded import record_for, recorded_digest
-from ducc.reference import parse_reference
 
 REF = parse_reference("http://127.0.0.1:5000/a/b:1")
 

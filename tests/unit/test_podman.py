@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from ducc.digest import Digest
 from ducc.errors import DigestMismatch, PodmanStoreError
+from ducc.oci.digest import Digest
 from ducc.podman import PodmanStore, big_data_file_name, flat_layer_id, storage_time
 
 

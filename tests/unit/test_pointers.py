@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from ducc import pointers
-from ducc.digest import Digest
 from ducc.layout import Layout
-from ducc.oci import ImageManifest, parse_config, parse_manifest
+from ducc.oci.digest import Digest
+from ducc.oci.model import ImageManifest, parse_config, parse_manifest
+from ducc.oci.reference import parse_reference
 from ducc.podman import PodmanStore
 from ducc.pointers import Converted, image_created, write_pointers
 from ducc.recorded import record_for
-from ducc.reference import parse_reference
 from ducc.registry.manifests import ResolvedImage
 from tests.support.images import directory, file, make_image, make_layer
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from ducc.blobcache import BlobCache
-from ducc.digest import Digest
 from ducc.errors import ManifestError
-from ducc.oci import ImageManifest, parse_config, parse_manifest
+from ducc.oci.digest import Digest
+from ducc.oci.model import ImageManifest, parse_config, parse_manifest
+from ducc.oci.reference import parse_reference
 from ducc.products import BuildOptions, BuildStats, ImageBuilder, plan_layers
 from ducc.publish.base import Ingested
 from ducc.publish.directory import DirectoryPublisher
-from ducc.reference import parse_reference
 from ducc.registry.client import Registries
 from ducc.registry.manifests import ResolvedImage
 from tests.support.images import directory, file, make_image, make_layer

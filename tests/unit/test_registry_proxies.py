@@ -7,7 +7,7 @@ import pytest
 import responses
 
 from ducc.errors import CredentialsInvalid
-from ducc.reference import parse_reference
+from ducc.oci.reference import parse_reference
 from ducc.registry.client import Registries, RegistrySettings
 from ducc.registry.credentials import CredentialStore
 from ducc.registry.manifests import get_manifest

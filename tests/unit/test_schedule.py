@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 
 from ducc.convert import Target
+from ducc.oci.reference import parse_reference
 from ducc.recipe import CvmfsRepo, Wish
-from ducc.reference import parse_reference
 from ducc.schedule import Schedule, key_of
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ducc.errors import InputError
-from ducc.platform import Platform, parse_platform
+from ducc.oci.platform import Platform, parse_platform
 from ducc.registry.client import Registries, RegistrySettings
 from ducc.registry.credentials import CredentialStore
 from ducc.registry.proxies import proxies_from_environment

@@ -18,13 +18,13 @@ from ducc.cli.options import publisher_options
 from ducc.errors import ExitCode, InputError
 from ducc.expansion import Expansion, expand_all
 from ducc.layout import Layout
-from ducc.platform import Platform
+from ducc.oci.platform import Platform
+from ducc.oci.reference import TagPattern, parse_reference
 from ducc.podman import PodmanStore
 from ducc.pointers import image_created
 from ducc.products import flat_complete
 from ducc.recipe import Wishlist, load_wishlist
 from ducc.recipe_options import RecipeOptions, ignore_errors_from_environment
-from ducc.reference import TagPattern, parse_reference
 from ducc.registry.manifests import resolve
 
 PRUNE_CONFIG = "ducc-prune.yaml"  # DUCC's default, read from the current directory

@@ -18,10 +18,10 @@ from ducc.errors import ExitCode, InputError
 from ducc.gc import GcOptions, GcReport, collect_garbage
 from ducc.gc_list import read_candidates, write_candidates
 from ducc.layout import Layout
+from ducc.oci.reference import parse_reference
 from ducc.publish.base import Publisher
 from ducc.recipe import CvmfsRepo, Wishlist, cvmfs_repo_problem, load_wishlist
 from ducc.recipe_options import RecipeOptions
-from ducc.reference import parse_reference
 from ducc.signals import INTERRUPTS
 from ducc.state import State
 from ducc.units import human_bytes, parse_grace_period

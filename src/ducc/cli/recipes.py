@@ -15,10 +15,10 @@ from ducc.cli.compat import USERNAME_IGNORED
 from ducc.cli.group import alias, cli
 from ducc.errors import ExitCode
 from ducc.expansion import Expansion, expand_all
-from ducc.platform import Platform
+from ducc.oci.platform import Platform
+from ducc.oci.reference import Reference, parse_reference
 from ducc.recipe import Wishlist, load_wishlist
 from ducc.recipe_options import RecipeOptions, ignore_errors_from_environment
-from ducc.reference import Reference, parse_reference
 from ducc.registry.manifests import ResolvedImage, resolve
 
 

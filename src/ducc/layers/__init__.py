@@ -11,7 +11,7 @@ from ducc.layers.compression import compression_for
 from ducc.layers.limits import Limits
 from ducc.layers.stage import remove_tree, staged
 from ducc.layers.stream import LayerDigests, LayerStream
-from ducc.oci import Compression
+from ducc.oci.model import Compression
 
 __all__ = [
     "ApplyMode",

@@ -34,7 +34,7 @@ from ducc.errors import (
     TransientError,
 )
 from ducc.metrics import METRICS
-from ducc.reference import Reference
+from ducc.oci.reference import Reference
 from ducc.registry.auth import TokenCache
 from ducc.registry.authorizer import Authorizer
 from ducc.registry.credentials import CredentialStore

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ducc.digest import Digest
 from ducc.errors import ManifestError
-from ducc.oci_json import (
+from ducc.oci.digest import Digest
+from ducc.oci.platform import Platform, name_problem, normalize_platform
+from ducc.oci.strict_json import (
     decode_json,
     get_int,
     get_object,
@@ -24,28 +25,18 @@ from ducc.oci_json import (
     require_list,
     require_object,
 )
-from ducc.platform import (
-    DEFAULT_PLATFORM,
-    Platform,
-    name_problem,
-    normalize_platform,
-    parse_platform,
-)
 
 __all__ = [
-    "DEFAULT_PLATFORM",
     "Compression",
     "Descriptor",
     "ImageConfig",
     "ImageIndex",
     "ImageManifest",
-    "Platform",
     "check_config_descriptor",
     "check_config_matches",
     "layer_compression",
     "parse_config",
     "parse_manifest",
-    "parse_platform",
 ]
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ducc.digest import Digest, digest_problem
 from ducc.errors import ManifestError
+from ducc.oci.digest import Digest, digest_problem
 
 MAX_DEPTH = 32
 

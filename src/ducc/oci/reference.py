@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from ducc.digest import Digest, digest_problem
 from ducc.errors import BadPattern, BadReference
-from ducc.glob import Glob, compile_glob, is_glob
+from ducc.oci.digest import Digest, digest_problem
+from ducc.oci.glob import Glob, compile_glob, is_glob
 
 DOCKER_HUB_ALIASES = frozenset(
     {"registry.hub.docker.com", "docker.io", "index.docker.io", "registry-1.docker.io"}

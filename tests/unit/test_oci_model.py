@@ -7,20 +7,20 @@ import re
 
 import pytest
 
-from ducc.digest import Digest
 from ducc.errors import ManifestError
-from ducc.oci import (
+from ducc.oci.digest import Digest
+from ducc.oci.model import (
     DOCKER_FOREIGN_LAYER_GZIP,
     MANIFEST_ACCEPT,
     Compression,
     ImageIndex,
     ImageManifest,
-    Platform,
     check_config_matches,
     layer_compression,
     parse_config,
     parse_manifest,
 )
+from ducc.oci.platform import Platform
 from tests.support.images import file, make_image, make_index, make_layer
 
 LAYER = make_layer([file("a", "1")])
