@@ -34,8 +34,7 @@ from ducc.pointers import published_ok
 from ducc.poller import PollResult, PollStatus, poll, poll_one
 from ducc.products import BuildOptions, BuildStats, ImageBuilder, LayerPlan, plan_layers
 from ducc.publish.base import Publisher
-from ducc.recipe import CvmfsRepo, Wish, Wishlist
-from ducc.recipe_options import RefusedWish
+from ducc.recipe.model import CvmfsRepo, RefusedWish, Wish, Wishlist
 from ducc.recorded import recorded_digest
 from ducc.registry.client import Registries, RegistryClient
 from ducc.registry.manifests import ResolvedImage, resolve

@@ -25,8 +25,9 @@ from ducc.convert import Converter, ConvertReport, Outcome, Target, by_repo, ref
 from ducc.errors import AnotherDuccRunning, DuccError, Interrupted, RecipeInvalid
 from ducc.metrics import METRICS
 from ducc.oci.reference import Reference
-from ducc.recipe import CvmfsRepo, load_wishlist
-from ducc.recipe_options import RecipeOptions
+from ducc.recipe.model import CvmfsRepo
+from ducc.recipe.options import RecipeOptions
+from ducc.recipe.parser import load_wishlist
 from ducc.schedule import Schedule, key_of
 from ducc.signals import INTERRUPTS
 from ducc.webhook import PushEvent

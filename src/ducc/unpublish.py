@@ -21,8 +21,7 @@ from ducc.oci.reference import Reference
 from ducc.podman import PodmanStore
 from ducc.poller import PollStatus, poll
 from ducc.publish.base import Publisher
-from ducc.recipe import Wish
-from ducc.recipe_options import RefusedWish
+from ducc.recipe.model import RefusedWish, Wish
 from ducc.recorded import recorded_digest, scan_records
 from ducc.registry.client import Registries
 

@@ -6,7 +6,7 @@ import random
 
 from ducc.convert import Target
 from ducc.oci.reference import parse_reference
-from ducc.recipe import CvmfsRepo, Wish
+from ducc.recipe.model import CvmfsRepo, Wish
 from ducc.schedule import Schedule, key_of
 
 

@@ -18,8 +18,9 @@ from ducc.cli.options import build_converter, conversion_options, publisher_opti
 from ducc.convert import ConvertReport, Outcome
 from ducc.errors import AnotherDuccRunning, ExitCode, InputError
 from ducc.oci.reference import parse_reference
-from ducc.recipe import CvmfsRepo, Recipe, Wish, Wishlist, cvmfs_repo_problem, load_wishlist
-from ducc.recipe_options import RecipeOptions, ignore_errors_from_environment
+from ducc.recipe.model import CvmfsRepo, Recipe, Wish, Wishlist, cvmfs_repo_problem
+from ducc.recipe.options import RecipeOptions, ignore_errors_from_environment
+from ducc.recipe.parser import load_wishlist
 from ducc.signals import INTERRUPTS
 from ducc.verify import verify
 

@@ -23,8 +23,9 @@ from ducc.oci.reference import TagPattern, parse_reference
 from ducc.podman import PodmanStore
 from ducc.pointers import image_created
 from ducc.products import flat_complete
-from ducc.recipe import Wishlist, load_wishlist
-from ducc.recipe_options import RecipeOptions, ignore_errors_from_environment
+from ducc.recipe.model import Wishlist
+from ducc.recipe.options import RecipeOptions, ignore_errors_from_environment
+from ducc.recipe.parser import load_wishlist
 from ducc.registry.manifests import resolve
 
 PRUNE_CONFIG = "ducc-prune.yaml"  # DUCC's default, read from the current directory

@@ -20,8 +20,9 @@ from ducc.gc_list import read_candidates, write_candidates
 from ducc.layout import Layout
 from ducc.oci.reference import parse_reference
 from ducc.publish.base import Publisher
-from ducc.recipe import CvmfsRepo, Wishlist, cvmfs_repo_problem, load_wishlist
-from ducc.recipe_options import RecipeOptions
+from ducc.recipe.model import CvmfsRepo, Wishlist, cvmfs_repo_problem
+from ducc.recipe.options import RecipeOptions
+from ducc.recipe.parser import load_wishlist
 from ducc.signals import INTERRUPTS
 from ducc.state import State
 from ducc.units import human_bytes, parse_grace_period

@@ -17,8 +17,9 @@ from ducc.errors import ExitCode
 from ducc.expansion import Expansion, expand_all
 from ducc.oci.platform import Platform
 from ducc.oci.reference import Reference, parse_reference
-from ducc.recipe import Wishlist, load_wishlist
-from ducc.recipe_options import RecipeOptions, ignore_errors_from_environment
+from ducc.recipe.model import Wishlist
+from ducc.recipe.options import RecipeOptions, ignore_errors_from_environment
+from ducc.recipe.parser import load_wishlist
 from ducc.registry.manifests import ResolvedImage, resolve
 
 

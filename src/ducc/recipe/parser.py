@@ -11,8 +11,6 @@ every entry knows its line.
 from __future__ import annotations
 
 import difflib
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -26,88 +24,22 @@ from ducc.oci.reference import (
     parse_reference,
     redacted_reference,
 )
-from ducc.public_paths import public_path_problems
-from ducc.recipe_nodes import node_kind, node_source, node_value
-from ducc.recipe_options import RecipeOptions, RefusedWish
+from ducc.recipe.model import (
+    OUTPUT_VARIABLES,
+    VARIABLE,
+    CvmfsRepo,
+    Recipe,
+    RefusedWish,
+    Wish,
+    Wishlist,
+    cvmfs_repo_problem,
+)
+from ducc.recipe.nodes import node_kind, node_source, node_value
+from ducc.recipe.options import RecipeOptions
+from ducc.recipe.public_paths import public_path_problems
 
 MAX_RECIPE_BYTES = 4 * 1024 * 1024
 KNOWN_KEYS = ("version", "user", "cvmfs_repo", "output_format", "input", "ignoreErrors")
-OUTPUT_VARIABLES = ("scheme", "registry", "repository", "tag", "digest", "reference", "image")
-_VARIABLE = re.compile(r"\$\((?P<name>[^)]*)\)")
-_REPO_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-@dataclass(frozen=True, slots=True)
-class CvmfsRepo:
-    """`cvmfs_repo` of a recipe: a repository name and an optional subdirectory in it."""
-
-    name: str
-    subdir: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.name}/{self.subdir}" if self.subdir else self.name
-
-
-@dataclass(frozen=True, slots=True)
-class Wish:
-    """One `input` entry: an image (or wildcard) the repository should hold."""
-
-    recipe: str
-    line: int
-    index: int
-    input: str
-    reference: Reference
-    cvmfs_repo: CvmfsRepo
-    output_format: str | None = None
-    ignore_errors: bool = False
-
-    @property
-    def location(self) -> str:
-        return f"{self.recipe}:{self.line}: input[{self.index}]"
-
-    def output_name(self, concrete: Reference | None = None) -> str | None:
-        """The DUCC output (thin image) name for this wish or one of its expanded tags."""
-        if self.output_format is None:
-            return None
-        return format_output(self.output_format, concrete or self.reference)
-
-
-@dataclass(frozen=True, slots=True)
-class Recipe:
-    path: str
-    cvmfs_repo: CvmfsRepo
-    wishes: tuple[Wish, ...]
-    user: str | None = None
-    output_format: str | None = None
-    ignore_errors: tuple[Glob, ...] = ()
-
-
-@dataclass(slots=True)
-class Wishlist:
-    """Every recipe given at once, with duplicate wishes merged."""
-
-    recipes: list[Recipe] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    refused: list[RefusedWish] = field(default_factory=list)  # read entry by entry only
-
-    @property
-    def wishes(self) -> list[Wish]:
-        return [wish for recipe in self.recipes for wish in recipe.wishes]
-
-
-def format_output(template: str, ref: Reference) -> str:
-    """Substitute DUCC's `$(variable)`s in an `output_format`."""
-    values = {
-        "scheme": ref.scheme,
-        "registry": ref.registry,
-        "repository": ref.repository,
-        "tag": ref.tag or "",
-        "digest": str(ref.digest) if ref.digest else "",
-        "reference": ref.reference,
-        "image": ref.image,
-    }
-    # An unknown variable stays as written, as DUCC left it (only a strict read refuses it).
-    return _VARIABLE.sub(lambda m: values.get(m.group("name"), m.group(0)), template)
 
 
 def load_wishlist(paths: list[str], options: RecipeOptions | None = None) -> Wishlist:
@@ -340,7 +272,7 @@ class _RecipeParser:
         text = self.optional_string(node, "output_format")
         if text is None or node is None:
             return None
-        unknown = [m.group("name") for m in _VARIABLE.finditer(text)]
+        unknown = [m.group("name") for m in VARIABLE.finditer(text)]
         unknown = [name for name in unknown if name not in OUTPUT_VARIABLES]
         if unknown:
             known = ", ".join(f"$({v})" for v in OUTPUT_VARIABLES)
@@ -407,18 +339,6 @@ class _RecipeParser:
             else:
                 self.problem(item, f"{key}[{index}]: {got}")
         return items
-
-
-def cvmfs_repo_problem(text: str) -> str | None:
-    """Why `text` is not a usable `cvmfs_repo` (`repo` or `repo/subdir`), or None."""
-    if text.startswith("/"):
-        return f"{text!r} is absolute; give the repository name, e.g. 'unpacked.cern.ch'"
-    for component in text.split("/"):
-        if component in {"", ".", ".."}:
-            return f"{text!r} has an empty, '.' or '..' path component"
-        if not _REPO_COMPONENT.fullmatch(component):
-            return f"{text!r}: bad characters in {component!r} (letters, digits, '.', '_', '-')"
-    return None
 
 
 def _suggest(key: str) -> str:

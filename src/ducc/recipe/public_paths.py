@@ -11,12 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import combinations
-from typing import TYPE_CHECKING
 
 from ducc.files import NAME_MAX
-
-if TYPE_CHECKING:
-    from ducc.recipe import Wish
+from ducc.recipe.model import Wish
 
 
 def public_path_problems(wishes: Sequence[Wish]) -> list[str]:

@@ -12,14 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
 from ducc.errors import RecipeInvalid
-
-if TYPE_CHECKING:
-    from ducc.recipe import CvmfsRepo
+from ducc.recipe.model import CvmfsRepo
 
 IGNORE_ERRORS_VARIABLE = "DUCC_IGNORE_ERRORS_FILE"
 _MAX_FILE_BYTES = 1024 * 1024
@@ -30,23 +27,6 @@ class RecipeOptions:
     strict: bool = True  # any problem refuses the whole recipe (exit 2)
     extra_ignore_errors: tuple[str, ...] = ()
     repository: CvmfsRepo | None = None  # DUCC's `prune-images REPO`: overrides cvmfs_repo
-
-
-@dataclass(frozen=True, slots=True)
-class RefusedWish:
-    """An `input` entry that cannot be read; the other entries are converted."""
-
-    recipe: str
-    line: int
-    index: int
-    input: str
-    problem: str  # located: `recipe.yaml:7: input[2]: ...`
-    cvmfs_repo: CvmfsRepo
-    ignore_errors: bool = False
-
-    @property
-    def location(self) -> str:
-        return f"{self.recipe}:{self.line}: input[{self.index}]"
 
 
 def ignore_errors_from_environment(environ: Mapping[str, str]) -> tuple[str, ...]:
