@@ -5,7 +5,7 @@ it fails; a failing image never stops the others); wildcards are expanded again 
 interval; the recipes are re-read when a file changes or on SIGHUP (a broken recipe keeps
 the last good one; a storm of SIGHUPs is one reload); webhooks make pushed images due at
 once. SIGTERM finishes or aborts the current transaction and the loop ends, from any phase
-within seconds. Signals only set flags (`signals.INTERRUPTS`), which the loop reads.
+within seconds. Signals only set flags (`ducc.interrupts.INTERRUPTS`), which the loop reads.
 systemd is told READY, WATCHDOG and STATUS.
 """
 
@@ -23,13 +23,14 @@ from pathlib import Path
 from ducc import log, sdnotify
 from ducc.convert import Converter, ConvertReport, Outcome, Target, by_repo, refused_result
 from ducc.errors import AnotherDuccRunning, DuccError, Interrupted, RecipeInvalid
+from ducc.interrupts import INTERRUPTS
 from ducc.metrics import METRICS
 from ducc.oci.reference import Reference
 from ducc.recipe.model import CvmfsRepo
 from ducc.recipe.options import RecipeOptions
 from ducc.recipe.parser import load_wishlist
 from ducc.schedule import Schedule, key_of
-from ducc.signals import INTERRUPTS
+from ducc.service import prometheus
 from ducc.webhook import PushEvent
 
 _log = log.get("daemon")
@@ -221,7 +222,7 @@ class Daemon:
             METRICS.set("ducc_images", count, state=status)
         if self.options.metrics_textfile is not None:
             self.options.metrics_textfile.parent.mkdir(parents=True, exist_ok=True)
-            METRICS.write_textfile(self.options.metrics_textfile)
+            prometheus.write_textfile(self.options.metrics_textfile)
         failing = counts.get(Outcome.FAILED.value, 0)
         sdnotify.notify(
             f"STATUS={len(self.schedule)} images, {failing} failing, cycle {self.cycles}"

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from ducc.signals import INTERRUPTS, SLICE
+from ducc.interrupts import INTERRUPTS, SLICE
 
 T = TypeVar("T")
 P = TypeVar("P")

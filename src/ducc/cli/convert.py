@@ -21,7 +21,7 @@ from ducc.oci.reference import parse_reference
 from ducc.recipe.model import CvmfsRepo, Recipe, Wish, Wishlist, cvmfs_repo_problem
 from ducc.recipe.options import RecipeOptions, ignore_errors_from_environment
 from ducc.recipe.parser import load_wishlist
-from ducc.signals import INTERRUPTS
+from ducc.service.signals import installed
 from ducc.verify import verify
 
 repair_option = click.option(
@@ -37,7 +37,7 @@ def run_conversion(
 ) -> int:
     converter = build_converter(kw, dry_run=dry_run)
     try:
-        with INTERRUPTS.installed(), converter.registries:
+        with installed(), converter.registries:
             report = converter.run(wishlist)
             for _ in range(attempts - 1):  # DUCC's convert-single-image -r/--attempts
                 if not report.failures:

@@ -15,8 +15,8 @@ from ducc.cli.group import cli
 from ducc.cli.options import build_converter, conversion_options, publisher_options
 from ducc.daemon import Daemon, LoopOptions
 from ducc.errors import ExitCode, InputError, Interrupted
-from ducc.metrics import METRICS
-from ducc.signals import INTERRUPTS
+from ducc.service import prometheus
+from ducc.service.signals import installed
 from ducc.units import parse_duration
 from ducc.webhook import WebhookServer
 
@@ -98,12 +98,12 @@ def loop(recipes: tuple[str, ...], strict: bool, **kw: Any) -> int:
     servers: list[Any] = []
     try:
         if metrics_listen:
-            servers.append(METRICS.serve(*parse_address(metrics_listen, "--metrics-listen")))
+            servers.append(prometheus.serve(*parse_address(metrics_listen, "--metrics-listen")))
         if webhook_listen:
             host, port = parse_address(webhook_listen, "--webhook-listen")
             secret = read_secret(secret_file)
             servers.append(WebhookServer(host, port, secret, daemon.on_push).start().httpd)
-        with INTERRUPTS.installed(hangup=True), converter.registries:
+        with installed(hangup=True), converter.registries:
             daemon.run()
     except Interrupted as exc:
         click.echo(f"{exc.message}: stopped cleanly", err=True)

@@ -23,7 +23,7 @@ from ducc.publish.base import Publisher
 from ducc.recipe.model import CvmfsRepo, Wishlist, cvmfs_repo_problem
 from ducc.recipe.options import RecipeOptions
 from ducc.recipe.parser import load_wishlist
-from ducc.signals import INTERRUPTS
+from ducc.service.signals import installed
 from ducc.state import State
 from ducc.units import human_bytes, parse_grace_period
 from ducc.unpublish import delete_image, plan_prune, prune
@@ -159,7 +159,7 @@ def gc(
         only=only,
     )
     publisher = _published(publisher_settings(kw, quiet=True).make(_repo(repository)), repository)
-    with INTERRUPTS.installed():
+    with installed():
         report = collect_garbage(publisher, options)
     if db_path is not None and not delete_only:
         write_candidates(db_path, report)
@@ -202,7 +202,7 @@ def run_prune(wishlist: Wishlist, kw: dict[str, Any], dry_run: bool) -> int:
     """Prune every repository the wishlist names; print what goes and what stays."""
     warn(wishlist.warnings)
     settings = publisher_settings(kw, quiet=True)
-    with INTERRUPTS.installed(), open_registries() as registries:
+    with installed(), open_registries() as registries:
         for repo, wishes in by_repo(wishlist.wishes).items():
             refused = [r for r in wishlist.refused if r.cvmfs_repo == repo]
             publisher = _published(settings.make(repo), repo)
@@ -242,7 +242,7 @@ def delete_image_command(
         raise click.UsageError("give IMAGE with --repo REPO, or REPO IMAGE")
     ref = parse_reference(image)
     publisher = _published(publisher_settings(kw, quiet=True).make(_repo(repository)), repository)
-    with INTERRUPTS.installed(), publisher.session(wait=kw["wait"]):
+    with installed(), publisher.session(wait=kw["wait"]):
         found = delete_image(publisher, ref.simple_name, dry_run=dry_run)
     if not found:
         click.echo(f"{ref.simple_name} is not published in {repository}", err=True)

@@ -17,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from ducc.errors import HostileLayer, LayerError, MalformedLayer, VerificationError
+from ducc.interrupts import INTERRUPTS
 from ducc.layers.limits import Limits
 from ducc.layers.metadata import Metadata, times_of, xattr_allowed
 from ducc.layers.paths import ResolveError, Resolver, open_file, read_symlink
@@ -24,7 +25,6 @@ from ducc.layers.stage import remove_tree
 from ducc.layers.stream import READ_AHEAD_BYTES, LayerDigests, LayerStream
 from ducc.layers.tarstream import OPAQUE, WHITEOUT, Entry, Kind, TarReader
 from ducc.layers.whiteout import Upper, Whiteouts
-from ducc.signals import INTERRUPTS
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DEVICES = {Kind.CHAR: stat.S_IFCHR, Kind.BLOCK: stat.S_IFBLK, Kind.FIFO: stat.S_IFIFO}

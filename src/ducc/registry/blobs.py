@@ -28,6 +28,7 @@ from ducc.errors import (
     TransferTooSlow,
     TransientError,
 )
+from ducc.interrupts import INTERRUPTS
 from ducc.oci.digest import VerifyingReader
 from ducc.oci.model import Descriptor
 from ducc.progress import CountingReader
@@ -35,7 +36,6 @@ from ducc.registry.client import RegistryClient
 from ducc.registry.faults import READ_FAULTS
 from ducc.registry.pace import Pace, read_some, socket_of
 from ducc.registry.watch import watching
-from ducc.signals import INTERRUPTS
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer

@@ -33,6 +33,7 @@ from ducc.errors import (
     RegistryError,
     TransientError,
 )
+from ducc.interrupts import INTERRUPTS, SLICE, interruptible_sleep
 from ducc.metrics import METRICS
 from ducc.oci.reference import Reference
 from ducc.registry.auth import TokenCache
@@ -46,7 +47,6 @@ from ducc.registry.pace import NO_DEADLINE, Pace
 from ducc.registry.proxies import Proxy
 from ducc.registry.timing import Budget, Timing
 from ducc.registry.watch import Watched, WatchedAdapter, fired, request_deadline
-from ducc.signals import INTERRUPTS, SLICE, interruptible_sleep
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]

@@ -7,7 +7,7 @@ exhausted pull limit) moves the deadline on and counts against `max_wait` instea
 per request. A request that runs out of time raises `DeadlineExceeded`; one that used up a
 whole request deadline marks the registry stalled for one more deadline, and requests sent
 meanwhile fail at once (`RegistryStalled`). Sleeps end within a fraction of a second of
-SIGTERM (`signals.interruptible_sleep`).
+SIGTERM (`ducc.interrupts.interruptible_sleep`).
 """
 
 from __future__ import annotations

@@ -1,12 +1,11 @@
-"""Signals set flags; the code polls them where it is safe to stop.
+"""The interruption flag: signals set it, the code polls it where it is safe to stop.
 
-A handler only stores a number (never a lock, a log line or an exception), so a storm of
-signals cannot re-enter anything: SIGINT and SIGTERM note that ducc must stop, SIGHUP that
-the recipes should be re-read (many SIGHUPs before the loop looks are one reload). Work
-calls `check()`, which raises `Interrupted` once per thread; waits use `sleep()`, which
-looks at the flag several times a second. Inside `shielded()` (opening, publishing or
-aborting a transaction) `check()` does not raise: the holder checks once it has reached a
-consistent state, so a transaction is finished or aborted, never left in doubt.
+SIGINT and SIGTERM note that ducc must stop, SIGHUP that the recipes should be re-read
+(`ducc.service.signals` installs the handlers, which only store a number here). Work calls
+`check()`, which raises `Interrupted` once per thread; waits use `sleep()`, which looks at
+the flag several times a second. Inside `shielded()` (opening, publishing or aborting a
+transaction) `check()` does not raise: the holder checks once it has reached a consistent
+state, so a transaction is finished or aborted, never left in doubt.
 """
 
 from __future__ import annotations
@@ -15,8 +14,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
-from types import FrameType
+from collections.abc import Iterator
 
 from ducc import log
 from ducc.errors import Interrupted
@@ -29,38 +27,22 @@ class Interrupts:
     def __init__(self) -> None:
         self.received: int | None = None  # SIGINT or SIGTERM
         self.hangup = False  # SIGHUP since the last `take_hangup()`
-        self._generation = 0  # bumped by `installed()`, so old raises do not count
+        self._generation = 0  # bumped by `begin()`, so old raises do not count
         self._local = threading.local()
 
-    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+    def note_stop(self, signum: int) -> None:
+        """SIGINT or SIGTERM arrived (called from a signal handler: only stores a number)."""
         self.received = signum
 
-    def _hang_up(self, _signum: int, _frame: FrameType | None) -> None:
+    def note_hangup(self) -> None:
+        """SIGHUP arrived (called from a signal handler)."""
         self.hangup = True
 
-    @contextlib.contextmanager
-    def installed(self, *, hangup: bool = False) -> Iterator[Interrupts]:
-        """Route SIGINT/SIGTERM (and SIGHUP with `hangup`) here for the duration (main thread
-        only; else a no-op). Afterwards SIGHUP is ignored rather than left to its default
-        action, which would kill a process that is still cleaning up."""
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
+    def begin(self) -> None:
+        """Forget earlier signals: handlers are being installed anew. An `Interrupted` raised
+        before does not count against the threads of the new run."""
         self.received, self.hangup = None, False
         self._generation += 1
-        handlers: dict[signal.Signals, Callable[[int, FrameType | None], None]] = {
-            signal.SIGINT: self._stop,
-            signal.SIGTERM: self._stop,
-        }
-        if hangup:
-            handlers[signal.SIGHUP] = self._hang_up
-        previous = {s: signal.signal(s, h) for s, h in handlers.items()}
-        try:
-            yield self
-        finally:
-            for signum, handler in previous.items():
-                default = signum == signal.SIGHUP and handler in (signal.SIG_DFL, None)
-                signal.signal(signum, signal.SIG_IGN if default else handler)
 
     @property
     def stopping(self) -> bool:
