@@ -30,8 +30,10 @@ from ducc import log
 from ducc.oci.digest import Digest
 from ducc.oci.reference import Reference, parse_reference
 from ducc.poller import PollStatus, poll
-from ducc.registry.client import Registries, RegistrySettings, new_session
+from ducc.registry.client import Registries
 from ducc.registry.manifests import get_manifest
+from ducc.registry.session import new_session
+from ducc.registry.settings import RegistrySettings
 
 REPOSITORIES = 10
 

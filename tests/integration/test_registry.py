@@ -17,8 +17,10 @@ from ducc.oci.platform import Platform, parse_platform
 from ducc.oci.reference import Reference, parse_reference
 from ducc.poller import PollStatus, poll
 from ducc.registry.blobs import download_blob
-from ducc.registry.client import Registries, RegistrySettings, new_session
+from ducc.registry.client import Registries
 from ducc.registry.manifests import resolve
+from ducc.registry.session import new_session
+from ducc.registry.settings import RegistrySettings
 from ducc.registry.tags import list_tags
 from tests.support.images import Image, file, make_image, make_index, make_layer
 from tests.support.registry import LocalRegistry

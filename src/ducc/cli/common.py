@@ -12,9 +12,10 @@ import click
 
 from ducc.errors import InputError
 from ducc.oci.platform import Platform, parse_platform
-from ducc.registry.client import Registries, RegistrySettings
+from ducc.registry.client import Registries
 from ducc.registry.credentials import CredentialStore
 from ducc.registry.proxies import proxies_from_environment
+from ducc.registry.settings import RegistrySettings
 
 _SECONDS = "a number of seconds > 0"
 _DELAY = "a number of seconds >= 0"

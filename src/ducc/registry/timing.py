@@ -18,7 +18,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 import tenacity
@@ -27,9 +27,7 @@ from ducc.errors import DeadlineExceeded, RateLimited, RegistryStalled, Transien
 from ducc.metrics import METRICS
 from ducc.registry.faults import parse_rate_limit, rate_limit_remaining
 from ducc.registry.pace import DEADLINE_HINT, NO_DEADLINE, Pace
-
-if TYPE_CHECKING:
-    from ducc.registry.client import RegistrySettings
+from ducc.registry.settings import RegistrySettings
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
