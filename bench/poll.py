@@ -29,7 +29,7 @@ from tests.support.registry import LocalRegistry, available
 from ducc import log
 from ducc.oci.digest import Digest
 from ducc.oci.reference import Reference, parse_reference
-from ducc.poller import PollStatus, poll
+from ducc.pipeline.poller import PollStatus, poll
 from ducc.registry.client import Registries
 from ducc.registry.manifests import get_manifest
 from ducc.registry.session import new_session

@@ -15,7 +15,7 @@ from ducc.oci.digest import Digest
 from ducc.oci.model import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from ducc.oci.platform import Platform, parse_platform
 from ducc.oci.reference import Reference, parse_reference
-from ducc.poller import PollStatus, poll
+from ducc.pipeline.poller import PollStatus, poll
 from ducc.registry.blobs import download_blob
 from ducc.registry.client import Registries
 from ducc.registry.manifests import resolve

@@ -7,7 +7,7 @@ import pytest
 
 from ducc.cli import cli, main
 from ducc.cli.options import limits_of
-from ducc.layers import Limits
+from ducc.layers.limits import Limits
 
 COMMANDS = {
     "convert": ["recipe.yaml"],

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ducc.errors import DigestMismatch, HostileLayer, SizeMismatch
-from ducc.layers import LayerStream, apply_layer
-from ducc.layers.stream import ReadAhead
+from ducc.layers.apply import apply_layer
+from ducc.layers.stream import LayerStream, ReadAhead
 from ducc.oci.digest import Digest
 from tests.support.layer_tars import TAR, TAR_GZIP, TAR_ZSTD, f, gz, tar_bytes, zst
 

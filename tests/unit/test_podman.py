@@ -16,7 +16,7 @@ import pytest
 
 from ducc.errors import DigestMismatch, PodmanStoreError
 from ducc.oci.digest import Digest
-from ducc.podman import PodmanStore, big_data_file_name, flat_layer_id, storage_time
+from ducc.repository.podman import PodmanStore, big_data_file_name, flat_layer_id, storage_time
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from ducc import state as state_module
-from ducc.state import Conversion, State
+from ducc.service import state as state_module
+from ducc.service.state import Conversion, State
 
 
 def test_checks_count_failures_and_reset_on_success(tmp_path: Path) -> None:

@@ -13,20 +13,21 @@ import click
 from ducc.cli.common import open_registries, warn
 from ducc.cli.group import alias, cli
 from ducc.cli.options import publisher_options, publisher_settings, state_dir_of
-from ducc.convert import by_repo
 from ducc.errors import ExitCode, InputError
-from ducc.gc import GcOptions, GcReport, collect_garbage
-from ducc.gc_list import read_candidates, write_candidates
-from ducc.layout import Layout
 from ducc.oci.reference import parse_reference
+from ducc.pipeline.convert import by_repo
+from ducc.pipeline.prune import plan_prune
 from ducc.publish.base import Publisher
 from ducc.recipe.model import CvmfsRepo, Wishlist, cvmfs_repo_problem
 from ducc.recipe.options import RecipeOptions
 from ducc.recipe.parser import load_wishlist
+from ducc.repository.gc import GcOptions, GcReport, collect_garbage
+from ducc.repository.gc_list import read_candidates, write_candidates
+from ducc.repository.layout import Layout
+from ducc.repository.unpublish import delete_image, prune
 from ducc.service.signals import installed
-from ducc.state import State
+from ducc.service.state import State
 from ducc.units import human_bytes, parse_grace_period
-from ducc.unpublish import delete_image, plan_prune, prune
 
 
 def _repo(text: str) -> CvmfsRepo:

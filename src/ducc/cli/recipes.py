@@ -14,9 +14,9 @@ from ducc.cli.common import open_registries, platform_option, warn
 from ducc.cli.compat import USERNAME_IGNORED
 from ducc.cli.group import alias, cli
 from ducc.errors import ExitCode
-from ducc.expansion import Expansion, expand_all
 from ducc.oci.platform import Platform
 from ducc.oci.reference import Reference, parse_reference
+from ducc.pipeline.expansion import Expansion, expand_all
 from ducc.recipe.model import Wishlist
 from ducc.recipe.options import RecipeOptions, ignore_errors_from_environment
 from ducc.recipe.parser import load_wishlist

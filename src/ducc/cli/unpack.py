@@ -12,7 +12,7 @@ from ducc.cli.group import cli
 from ducc.cli.options import limit_options, limits_of
 from ducc.oci.platform import Platform
 from ducc.oci.reference import parse_reference
-from ducc.unpack import UnpackedImage, unpack_image
+from ducc.pipeline.unpack import UnpackedImage, unpack_image
 
 
 @cli.command()

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ducc.errors import DuccError, RecordUnreadable
-from ducc.layout import METADATA, MULTIARCH, Layout
-from ducc.metadata import CONFIG_FILE, INDEX_FILE, MANIFEST_FILE
 from ducc.oci.digest import Digest
 from ducc.oci.platform import DEFAULT_PLATFORM, Platform, platform_of_label
 from ducc.oci.reference import Reference
+from ducc.repository.layout import METADATA, MULTIARCH, Layout
+from ducc.repository.metadata import CONFIG_FILE, INDEX_FILE, MANIFEST_FILE
 
 # DUCC skipped foreign layers (it never had them in `.layers`); ducc refuses such images.
 _FOREIGN = frozenset(

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 from ducc.errors import InputError
 from ducc.files import replace_file
-from ducc.layout import PODMAN_STORE
-from ducc.podman import IMAGES
+from ducc.repository.layout import PODMAN_STORE
+from ducc.repository.podman import IMAGES
 
 if TYPE_CHECKING:
-    from ducc.gc import GcReport
+    from ducc.repository.gc import GcReport
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _MAX_BYTES = 256 * 1024 * 1024

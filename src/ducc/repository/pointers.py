@@ -12,8 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ducc.errors import RecordUnreadable
-from ducc.layout import METADATA, MULTIARCH, Layout
-from ducc.links import (
+from ducc.oci.digest import Digest
+from ducc.oci.platform import Platform
+from ducc.oci.reference import Reference
+from ducc.registry.manifests import ResolvedImage
+from ducc.repository.layout import METADATA, MULTIARCH, Layout
+from ducc.repository.links import (
     ARCH_ALIASES,
     link_arch_aliases,
     link_platform,
@@ -21,7 +25,7 @@ from ducc.links import (
     link_variant,
     platform_label,
 )
-from ducc.metadata import (
+from ducc.repository.metadata import (
     CONFIG_FILE,
     INDEX_FILE,
     MANIFEST_FILE,
@@ -29,14 +33,10 @@ from ducc.metadata import (
     read_diff_size,
     write_image_metadata,
 )
-from ducc.oci.digest import Digest
-from ducc.oci.platform import Platform
-from ducc.oci.reference import Reference
-from ducc.podman import PodmanStore
-from ducc.products import flat_complete
-from ducc.recorded import RecordForm, platform_records, record_for
-from ducc.registry.manifests import ResolvedImage
-from ducc.rollback import Rollback, undone_on_failure
+from ducc.repository.podman import PodmanStore
+from ducc.repository.products import flat_complete
+from ducc.repository.recorded import RecordForm, platform_records, record_for
+from ducc.repository.rollback import Rollback, undone_on_failure
 
 DEFAULT_ARCH = "amd64"
 

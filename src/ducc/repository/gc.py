@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ducc import log
-from ducc.chains import cvmfs_ducc_chain_ids, ducc_chains, read_layer_facts
 from ducc.errors import UnreadableRecords
-from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS, METADATA, MULTIARCH, Layout
-from ducc.metadata import LAYERS_FILE, read_diff_id
 from ducc.oci.digest import Digest, chain_ids
-from ducc.podman import IMAGES, PodmanStore
-from ducc.publish.base import Publisher
-from ducc.recorded import Record, RecordForm, RecordScan, scan_records
+from ducc.publish.base import CATALOG_MARKER, Publisher
+from ducc.repository.chains import cvmfs_ducc_chain_ids, ducc_chains, read_layer_facts
+from ducc.repository.layout import CHAINS, FLAT, LAYERS, METADATA, MULTIARCH, Layout
+from ducc.repository.metadata import LAYERS_FILE, read_diff_id
+from ducc.repository.podman import IMAGES, PodmanStore
+from ducc.repository.recorded import Record, RecordForm, RecordScan, scan_records
 
 _log = log.get("gc")
 

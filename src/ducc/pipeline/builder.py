@@ -1,4 +1,5 @@
-"""The products of one image on one platform: layers, chains and the flat root filesystem.
+"""Building the products of one image on one platform: layers, chains and the flat root
+filesystem (`ducc.repository.products` names them and says when each is complete).
 
 Everything is named by digest and skipped when it exists and is complete. Bottom to top,
 each layer is ingested (its literal tree, one publish on CernVM-FS) and its chain built:
@@ -14,26 +15,30 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from pathlib import Path
 
 from ducc import log
-from ducc.apptainer import write_apptainer_files
-from ducc.blobcache import BlobCache, CachedLayer
-from ducc.errors import ManifestError
-from ducc.layers import ApplyMode, Limits, apply_layer
-from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS, Layout
-from ducc.metadata import add_layer_origin, layer_complete, write_layer_info
+from ducc.layers.apply import ApplyMode, apply_layer
+from ducc.layers.limits import Limits
 from ducc.metrics import METRICS
-from ducc.oci.digest import Digest, chain_ids
-from ducc.oci.model import Descriptor, layer_compression
+from ducc.oci.digest import Digest
+from ducc.pipeline.blobcache import BlobCache, CachedLayer
 from ducc.progress import BARS
-from ducc.publish.base import Ingested, Publisher
+from ducc.publish.base import CATALOG_MARKER, Ingested, Publisher
 from ducc.registry.client import RegistryClient
 from ducc.registry.manifests import ResolvedImage
+from ducc.repository.apptainer import write_apptainer_files
+from ducc.repository.layout import CHAINS, FLAT, LAYERS, Layout
+from ducc.repository.metadata import add_layer_origin, layer_complete, write_layer_info
+from ducc.repository.products import (
+    APPTAINER_MARK,
+    FlatMethod,
+    LayerPlan,
+    chain_complete,
+    flat_complete,
+)
 
 _log = log.get("products")
-APPTAINER_MARK = ".singularity.d"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,24 +52,6 @@ class BuildOptions:
     limits: Limits = field(default_factory=Limits)
 
 
-class FlatMethod(StrEnum):
-    CHAINS = "chains"  # a copy of the top chain (template transaction / hard-link clone)
-    LAYERS = "layers"  # every layer applied (--skip-chains)
-    OVERLAY = "overlay"  # `cvmfs_server overlay` of the published layer trees
-
-
-@dataclass(frozen=True, slots=True)
-class LayerPlan:
-    index: int
-    descriptor: Descriptor
-    diff_id: Digest
-    chain: Digest
-
-    @property
-    def blob(self) -> Digest:
-        return self.descriptor.digest
-
-
 @dataclass(slots=True)
 class BuildStats:
     layers_ingested: int = 0
@@ -73,32 +60,6 @@ class BuildStats:
     chains_built: int = 0
     flat_built: bool = False
     flat_method: str | None = None  # how the last flat tree was built (FlatMethod)
-
-
-def plan_layers(image: ResolvedImage) -> list[LayerPlan]:
-    """Each layer with its diff_id and ChainID; refuses foreign or unknown layer types, and
-    digests the repository layout cannot name (it names products by sha256 hex only)."""
-    for descriptor in image.manifest.layers:
-        layer_compression(descriptor.media_type)
-    named = [image.config.digest, *image.config.diff_ids]
-    named += [d.digest for d in image.manifest.layers]
-    other = sorted({d.algorithm for d in named} - {"sha256"})
-    if other:
-        raise ManifestError(
-            f"{image.reference}: {', '.join(other)} digests are not supported: the repository "
-            "names configs, layers and chains by sha256 digests"
-        )
-    diff_ids = list(image.config.diff_ids)
-    chains = chain_ids(diff_ids)
-    return [LayerPlan(i, d, diff_ids[i], chains[i]) for i, d in enumerate(image.manifest.layers)]
-
-
-def chain_complete(layout: Layout, chain: Digest) -> bool:
-    return (layout.chain_dir(chain) / CATALOG_MARKER).is_file()
-
-
-def flat_complete(layout: Layout, config: Digest) -> bool:
-    return (layout.flat_dir(config) / APPTAINER_MARK).is_dir()
 
 
 class ImageBuilder:

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ducc import log
-from ducc.layout import Layout
 from ducc.oci.digest import Digest
 from ducc.oci.reference import Reference
-from ducc.pointers import Converted, write_pointers
-from ducc.products import BuildStats, ImageBuilder, LayerPlan, plan_layers
+from ducc.pipeline.builder import BuildStats, ImageBuilder
 from ducc.publish.base import Ingested, Publisher
 from ducc.registry.manifests import ResolvedImage
+from ducc.repository.layout import Layout
+from ducc.repository.pointers import Converted, write_pointers
+from ducc.repository.products import LayerPlan, plan_layers
 
 _log = log.get("conversion")
 

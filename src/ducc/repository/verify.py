@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ducc.deepcheck import DeepCheck, image_products
 from ducc.errors import RecordUnreadable
-from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS, METADATA, MULTIARCH, Layout
-from ducc.metadata import CONFIG_FILE, INDEX_FILE, LAYERS_FILE, MANIFEST_FILE
 from ducc.oci.digest import Digest, digest_problem
-from ducc.podman import OVERLAY, PodmanStore, load_json_list
-from ducc.products import APPTAINER_MARK
-from ducc.recorded import Record, RecordForm, read_record, scan_records
+from ducc.publish.base import CATALOG_MARKER
+from ducc.repository.deepcheck import DeepCheck, image_products
+from ducc.repository.layout import CHAINS, FLAT, LAYERS, METADATA, MULTIARCH, Layout
+from ducc.repository.metadata import CONFIG_FILE, INDEX_FILE, LAYERS_FILE, MANIFEST_FILE
+from ducc.repository.podman import OVERLAY, PodmanStore, load_json_list
+from ducc.repository.products import APPTAINER_MARK
+from ducc.repository.recorded import Record, RecordForm, read_record, scan_records
 
 STAGING_MARK = ".tmp-"
 

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ducc import log
-from ducc.deepcheck import Damage, DeepCheck, image_products
-from ducc.layout import METADATA, MULTIARCH, Layout
-from ducc.metadata import LAYERS_FILE, MANIFEST_FILE
 from ducc.oci.reference import Reference
 from ducc.publish.base import Publisher
-from ducc.verify import record_problems
+from ducc.repository.deepcheck import Damage, DeepCheck, image_products
+from ducc.repository.layout import METADATA, MULTIARCH, Layout
+from ducc.repository.metadata import LAYERS_FILE, MANIFEST_FILE
+from ducc.repository.verify import record_problems
 
 _log = log.get("repair")
 

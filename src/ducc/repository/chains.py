@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ducc.layout import LAYERS, Layout
-from ducc.metadata import read_diff_id, read_origins
 from ducc.oci.digest import Digest, digest_problem
+from ducc.repository.layout import LAYERS, Layout
+from ducc.repository.metadata import read_diff_id, read_origins
 
 
 def cvmfs_ducc_chain_ids(blobs: Sequence[Digest]) -> list[Digest]:

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ducc import log
-from ducc.apptainer_scripts import ACTIONS, ENV_FILES, ROOT_LINKS, STARTSCRIPT
 from ducc.errors import FlatTreeError, ManifestError
 from ducc.files import ensure_dir, ensure_empty_file, is_real_dir, replace_file
+from ducc.repository.apptainer_scripts import ACTIONS, ENV_FILES, ROOT_LINKS, STARTSCRIPT
 
 META = ".singularity.d"
 # Bind-mount targets Apptainer needs in a read-only tree; tmp dirs get the usual sticky mode.

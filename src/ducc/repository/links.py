@@ -12,9 +12,9 @@ from pathlib import Path
 
 from ducc.errors import PublishError
 from ducc.files import sibling_name
-from ducc.layout import MULTIARCH, Layout, relative_link
 from ducc.oci.platform import Platform, platform_of_label
 from ducc.oci.reference import Reference
+from ducc.repository.layout import MULTIARCH, Layout, relative_link
 
 DEFAULT_ARCH = "amd64"
 # DUCC's alias links under .multiarch: the name clients may set -> the directory it means.

@@ -31,7 +31,7 @@ from ducc.files import (
     write_if_changed,
 )
 from ducc.oci.digest import Digest
-from ducc.rollback import Rollback
+from ducc.repository.rollback import Rollback
 
 OVERLAY = "overlay"
 IMAGES = "overlay-images"

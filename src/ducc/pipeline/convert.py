@@ -13,44 +13,44 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from enum import StrEnum
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from ducc import log
-from ducc.adopt import Adoption, adopt, plan_adoption
-from ducc.blobcache import BlobCache
-from ducc.conversion import ImageJob
 from ducc.errors import DuccError, InputError, Interrupted
-from ducc.expansion import expand_all
-from ducc.lanes import Ready, run_lanes
-from ducc.layout import Layout
 from ducc.metrics import METRICS
 from ducc.oci.digest import Digest
 from ducc.oci.platform import Platform
 from ducc.oci.reference import Reference
-from ducc.pointers import published_ok
-from ducc.poller import PollResult, PollStatus, poll, poll_one
-from ducc.products import BuildOptions, BuildStats, ImageBuilder, LayerPlan, plan_layers
+from ducc.pipeline.adopt import Adoption, adopt, plan_adoption
+from ducc.pipeline.blobcache import BlobCache
+from ducc.pipeline.builder import BuildOptions, BuildStats, ImageBuilder
+from ducc.pipeline.conversion import ImageJob
+from ducc.pipeline.expansion import expand_all
+from ducc.pipeline.lanes import Ready, run_lanes
+from ducc.pipeline.poller import PollResult, PollStatus, poll, poll_one
+from ducc.pipeline.report import (
+    ConvertReport,
+    ImageResult,
+    Outcome,
+    Recorder,
+    Target,
+    failed_result,
+    passive_outcome,
+    refused_result,
+    result_of,
+)
 from ducc.publish.base import Publisher
-from ducc.recipe.model import CvmfsRepo, RefusedWish, Wish, Wishlist
-from ducc.recorded import recorded_digest
+from ducc.recipe.model import CvmfsRepo, Wish, Wishlist
 from ducc.registry.client import Registries, RegistryClient
 from ducc.registry.manifests import ResolvedImage, resolve
-from ducc.repair import repair_images
-from ducc.state import Conversion, State
+from ducc.repository.layout import Layout
+from ducc.repository.pointers import published_ok
+from ducc.repository.products import LayerPlan, plan_layers
+from ducc.repository.recorded import recorded_digest
+from ducc.repository.repair import repair_images
 
 _log = log.get("convert")
-
-
-class Outcome(StrEnum):
-    ADDED = "added"
-    UPDATED = "updated"
-    ADOPTED = "adopted"  # recorded by DUCC, unchanged: its record rewritten, nothing converted
-    UNCHANGED = "unchanged"
-    VANISHED = "vanished"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,57 +66,6 @@ class ConvertOptions:
     poll_concurrency: int = 8
     image_deadline: float = 3600.0  # seconds of registry traffic one image may take
     repair: bool = False  # check products deeply first and rebuild what is damaged
-
-
-@dataclass(frozen=True, slots=True)
-class ImageResult:
-    cvmfs_repo: str
-    image: str
-    wish: str
-    outcome: Outcome
-    digest: str | None = None
-    old_digest: str | None = None
-    error: str | None = None
-    ignored: bool = False
-    seconds: float = 0.0
-    bytes_downloaded: int = 0
-    layers_ingested: int = 0
-    dry_run: bool = False
-    converted: bool = False  # a conversion was attempted (its result is in `outcome`)
-    chains_built: int = 0
-    flat_method: str | None = None  # how the flat tree was built (products.FlatMethod)
-
-
-@dataclass(slots=True)
-class ConvertReport:
-    results: list[ImageResult] = field(default_factory=list)
-    publishes: int = 0
-    ingests: int = 0
-
-    def count(self, outcome: Outcome) -> int:
-        return sum(1 for r in self.results if r.outcome == outcome)
-
-    @property
-    def failures(self) -> list[ImageResult]:
-        """Failures that count: those not covered by `ignoreErrors`."""
-        return [r for r in self.results if r.outcome == Outcome.FAILED and not r.ignored]
-
-    def as_json(self) -> dict[str, Any]:
-        totals = {o.value: self.count(o) for o in Outcome}
-        return {
-            "totals": totals,
-            "publishes": self.publishes,
-            "ingests": self.ingests,
-            "images": [asdict(r) for r in self.results],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A concrete image to keep in step, and the wish it came from."""
-
-    reference: Reference
-    wish: Wish
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,13 +102,13 @@ class Converter:
         publisher_for: PublisherFactory,
         cache_dir: Path,
         options: ConvertOptions,
-        state: State | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.registries = registries
         self.publisher_for = publisher_for
         self.cache = BlobCache(cache_dir)
         self.options = options
-        self.state = state
+        self.recorder = recorder
 
     def run(self, wishlist: Wishlist) -> ConvertReport:
         """Expand and process every wish of every recipe, repository by repository."""
@@ -185,7 +134,7 @@ class Converter:
             wishes, expand_all(self.registries, pairs, check=False), strict=True
         ):
             if expansion.error is not None:
-                failures.append(_failure(wish, str(wish.reference), expansion.error))
+                failures.append(failed_result(wish, str(wish.reference), expansion.error))
                 continue
             targets += [
                 Target(r, wish) for r in expansion.images if in_shard(r, self.options.shard)
@@ -225,34 +174,9 @@ class Converter:
         METRICS.inc("ducc_publishes_total", publisher.publishes)
 
     def record(self, results: list[ImageResult]) -> None:
-        """Store what each check found, and the conversions, in the local state."""
-        if self.state is None:
-            return
-        now = time.time()
-        for r in results:
-            self.state.record_check(
-                r.cvmfs_repo,
-                r.image,
-                wish=r.wish,
-                status=r.outcome.value,
-                digest=r.digest,
-                error=r.error,
-                now=now,
-                next_check=None,
-            )
-            if r.converted:
-                self.state.record_conversion(
-                    Conversion(
-                        r.cvmfs_repo,
-                        r.image,
-                        now - r.seconds,
-                        now,
-                        r.outcome.value,
-                        r.digest,
-                        r.bytes_downloaded,
-                        r.error,
-                    )
-                )
+        """Hand what each check found, and the conversions, to the recorder (if any)."""
+        if self.recorder is not None:
+            self.recorder.record(results)
 
     def _poll(self, layout: Layout, targets: list[Target]) -> list[tuple[Target, PollResult]]:
         refs = [t.reference for t in targets]
@@ -276,14 +200,14 @@ class Converter:
         return None
 
     def _preview(self, layout: Layout, target: Target, result: PollResult) -> ImageResult:
-        outcome = self._wanted(layout, target, result) or _passive(result)
+        outcome = self._wanted(layout, target, result) or passive_outcome(result)
         if outcome in (Outcome.ADDED, Outcome.UPDATED):
             try:
                 if self._adoption(layout, target.reference, result.new) is not None:
                     outcome = Outcome.ADOPTED
             except DuccError as exc:
                 _log.warning("adoption_check_failed", image=str(target.reference), error=str(exc))
-        return _result(target, result, outcome, dry_run=True)
+        return result_of(target, result, outcome, dry_run=True)
 
     def _adoption(self, layout: Layout, ref: Reference, polled: Digest | None) -> Adoption | None:
         """An image DUCC recorded whose config is unchanged: taken over as it is."""
@@ -358,7 +282,7 @@ class Converter:
             raise ready.error or RuntimeError("a lane handed over nothing")
         polled, outcome = prepared.polled, prepared.outcome
         if outcome is None:
-            return _result(target, polled, _passive(polled))
+            return result_of(target, polled, passive_outcome(polled))
         try:
             if prepared.error is not None:
                 raise prepared.error
@@ -371,12 +295,12 @@ class Converter:
             raise
         except (DuccError, OSError) as exc:
             METRICS.inc("ducc_conversions_total", result="failed")
-            failure = _failure(target.wish, str(target.reference), exc, polled)
+            failure = failed_result(target.wish, str(target.reference), exc, polled)
             return replace(failure, converted=True, seconds=time.monotonic() - prepared.started)
         finally:
             self.cache.discard([p.blob for p in prepared.blobs])
         METRICS.inc("ducc_conversions_total", result=outcome.value)
-        return _result(
+        return result_of(
             target,
             polled,
             outcome,
@@ -406,54 +330,3 @@ def by_repo(wishes: list[Wish]) -> dict[CvmfsRepo, list[Wish]]:
     for wish in wishes:
         groups.setdefault(wish.cvmfs_repo, []).append(wish)
     return groups
-
-
-def refused_result(refused: RefusedWish) -> ImageResult:
-    """A recipe entry that cannot be read, as the failed wish it is."""
-    _log.error("wish_refused", wish=refused.input, error=refused.problem)
-    return ImageResult(
-        cvmfs_repo=str(refused.cvmfs_repo),
-        image=refused.input,
-        wish=refused.input,
-        outcome=Outcome.FAILED,
-        error=refused.problem,
-        ignored=refused.ignore_errors,
-    )
-
-
-def _passive(result: PollResult) -> Outcome:
-    return {
-        PollStatus.VANISHED: Outcome.VANISHED,
-        PollStatus.FAILED: Outcome.FAILED,
-    }.get(result.status, Outcome.UNCHANGED)
-
-
-def _result(target: Target, result: PollResult, outcome: Outcome, **extra: Any) -> ImageResult:
-    error = str(result.error) if outcome == Outcome.FAILED and result.error else None
-    return ImageResult(
-        cvmfs_repo=str(target.wish.cvmfs_repo),
-        image=str(target.reference),
-        wish=target.wish.input,
-        outcome=outcome,
-        digest=str(result.new) if result.new else None,
-        old_digest=str(result.old) if result.old else None,
-        error=error,
-        ignored=outcome == Outcome.FAILED and target.wish.ignore_errors,
-        **extra,
-    )
-
-
-def _failure(
-    wish: Wish, image: str, error: BaseException, result: PollResult | None = None
-) -> ImageResult:
-    _log.error("image_failed", image=image, error=str(error), ignored=wish.ignore_errors)
-    return ImageResult(
-        cvmfs_repo=str(wish.cvmfs_repo),
-        image=image,
-        wish=wish.input,
-        outcome=Outcome.FAILED,
-        digest=str(result.new) if result and result.new else None,
-        old_digest=str(result.old) if result and result.old else None,
-        error=str(error),
-        ignored=wish.ignore_errors,
-    )

@@ -20,18 +20,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ducc import log, sdnotify
-from ducc.convert import Converter, ConvertReport, Outcome, Target, by_repo, refused_result
+from ducc import log
 from ducc.errors import AnotherDuccRunning, DuccError, Interrupted, RecipeInvalid
 from ducc.interrupts import INTERRUPTS
 from ducc.metrics import METRICS
 from ducc.oci.reference import Reference
+from ducc.pipeline.convert import Converter, by_repo
+from ducc.pipeline.report import ConvertReport, Outcome, Target, refused_result
 from ducc.recipe.model import CvmfsRepo
 from ducc.recipe.options import RecipeOptions
 from ducc.recipe.parser import load_wishlist
-from ducc.schedule import Schedule, key_of
-from ducc.service import prometheus
-from ducc.webhook import PushEvent
+from ducc.service import prometheus, sdnotify
+from ducc.service.schedule import Schedule, key_of
+from ducc.service.state import State
+from ducc.service.webhook import PushEvent
 
 _log = log.get("daemon")
 
@@ -64,9 +66,11 @@ class Daemon:
         converter: Converter,
         options: LoopOptions,
         recipe_options: RecipeOptions | None = None,
+        state: State | None = None,
     ) -> None:
         self.recipes = recipes
         self.converter = converter
+        self.state = state  # also the converter's recorder, when given
         self.options = options
         self.recipe_options = recipe_options or RecipeOptions()
         # A broken recipe at start is the user's error; a refused entry only fails itself.
@@ -168,9 +172,9 @@ class Daemon:
             self.converter.record(failures)
             targets += found
         dropped = self.schedule.set_targets(targets, now)
-        if dropped and self.converter.state is not None:
+        if dropped and self.state is not None:
             for repo, image in dropped:
-                self.converter.state.forget(repo, [image])
+                self.state.forget(repo, [image])
         self.next_expansion = now + self.options.interval
         _log.info("wishes_expanded", images=len(targets), dropped=len(dropped))
 
@@ -210,7 +214,7 @@ class Daemon:
 
     def _done(self, target: Target, status: str, *, failed: bool, now: float) -> None:
         next_check = self.schedule.done(key_of(target), status, failed=failed, now=now)
-        state = self.converter.state
+        state = self.state
         if state is not None and next_check is not None:
             repo, image = key_of(target)
             state.schedule(repo, image, next_check)

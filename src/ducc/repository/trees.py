@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ducc.layers.paths import ResolveError, Resolver
-from ducc.layout import CATALOG_MARKER
+from ducc.publish.base import CATALOG_MARKER
 
 DIR, FILE, LINK, OTHER = "dir", "file", "link", "other"
 _CHUNK = 1 << 20

@@ -15,26 +15,26 @@ from pathlib import Path
 
 from ducc import log
 from ducc.errors import ManifestError, RecordUnreadable, SizeMismatch
-from ducc.layout import METADATA, MULTIARCH, Layout
-from ducc.links import (
+from ducc.oci.digest import Digest
+from ducc.oci.model import ImageIndex, ImageManifest
+from ducc.oci.platform import DEFAULT_PLATFORM, Platform
+from ducc.oci.reference import Reference
+from ducc.publish.base import Publisher
+from ducc.registry.client import RegistryClient
+from ducc.registry.manifests import get_manifest, select_manifests
+from ducc.repository.layout import METADATA, MULTIARCH, Layout
+from ducc.repository.links import (
     link_arch_aliases,
     link_platform,
     link_public,
     link_variant,
     platform_label,
 )
-from ducc.metadata import layer_complete, write_image_metadata
-from ducc.oci.digest import Digest
-from ducc.oci.model import ImageIndex, ImageManifest
-from ducc.oci.platform import DEFAULT_PLATFORM, Platform
-from ducc.oci.reference import Reference
-from ducc.podman import IMAGES, PodmanStore, big_data_file_name
-from ducc.pointers import DEFAULT_ARCH, drop_superseded_records
-from ducc.products import flat_complete
-from ducc.publish.base import Publisher
-from ducc.recorded import Record, RecordForm, platform_records, record_for
-from ducc.registry.client import RegistryClient
-from ducc.registry.manifests import get_manifest, select_manifests
+from ducc.repository.metadata import layer_complete, write_image_metadata
+from ducc.repository.podman import IMAGES, PodmanStore, big_data_file_name
+from ducc.repository.pointers import DEFAULT_ARCH, drop_superseded_records
+from ducc.repository.products import flat_complete
+from ducc.repository.recorded import Record, RecordForm, platform_records, record_for
 
 _log = log.get("adopt")
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from ducc import log
 from ducc.files import remove_entry
-from ducc.layers import LayerStream, Limits
-from ducc.layers.stream import READ_AHEAD_BYTES
+from ducc.layers.limits import Limits
+from ducc.layers.stream import READ_AHEAD_BYTES, LayerStream
 from ducc.metrics import METRICS
 from ducc.oci.digest import HEX_LENGTHS, Digest
 from ducc.oci.model import Descriptor

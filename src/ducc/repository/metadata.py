@@ -16,8 +16,8 @@ from typing import Any
 
 from ducc.errors import DuccError
 from ducc.files import replace_file
-from ducc.layout import Layout
 from ducc.oci.digest import Digest
+from ducc.repository.layout import Layout
 
 MANIFEST_FILE = "manifest.json"
 INDEX_FILE = "index.json"

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ducc.convert import Target
+from ducc.pipeline.report import Target
 
 Key = tuple[str, str]  # (cvmfs_repo, image reference)
 

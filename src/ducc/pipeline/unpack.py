@@ -17,8 +17,10 @@ from pathlib import Path
 
 from ducc import log
 from ducc.errors import InputError
-from ducc.layers import ApplyMode, ApplyStats, LayerStream, Limits, apply_layer, remove_tree
-from ducc.layers.stream import READ_AHEAD_BYTES
+from ducc.layers.apply import ApplyMode, ApplyStats, apply_layer
+from ducc.layers.limits import Limits
+from ducc.layers.stage import remove_tree
+from ducc.layers.stream import READ_AHEAD_BYTES, LayerStream
 from ducc.oci.digest import BinaryReadable, Digest
 from ducc.oci.model import Descriptor
 from ducc.oci.platform import Platform

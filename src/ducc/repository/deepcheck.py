@@ -18,15 +18,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ducc.apptainer import BIND_FILES, META, MOUNT_POINTS
-from ducc.apptainer_scripts import ROOT_LINKS
 from ducc.errors import DuccError
 from ducc.layers.paths import Resolver
 from ducc.layers.tarstream import OPAQUE, WHITEOUT
-from ducc.layout import CATALOG_MARKER, Layout
-from ducc.metadata import CONFIG_FILE, LAYERS_FILE, MANIFEST_FILE
 from ducc.oci.digest import Digest, chain_ids
-from ducc.trees import FILE, LINK, Contents, Node, ancestors, landing, scan, unchanged
+from ducc.publish.base import CATALOG_MARKER
+from ducc.repository.apptainer import BIND_FILES, META, MOUNT_POINTS
+from ducc.repository.apptainer_scripts import ROOT_LINKS
+from ducc.repository.layout import Layout
+from ducc.repository.metadata import CONFIG_FILE, LAYERS_FILE, MANIFEST_FILE
+from ducc.repository.trees import FILE, LINK, Contents, Node, ancestors, landing, scan, unchanged
 
 SHOWN = 3  # paths named per damaged product
 

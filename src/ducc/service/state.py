@@ -13,13 +13,17 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ducc import log
 from ducc.errors import StateError
+
+if TYPE_CHECKING:
+    from ducc.pipeline.report import ImageResult
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -236,6 +240,36 @@ class State:
             "DELETE FROM conversions WHERE id <= (SELECT MAX(id) FROM conversions) - ?",
             [(HISTORY,)],
         )
+
+    def record(self, results: Sequence[ImageResult]) -> None:
+        """What each check of a conversion run found, and its conversions (the pipeline's
+        `Recorder`)."""
+        now = time.time()
+        for r in results:
+            self.record_check(
+                r.cvmfs_repo,
+                r.image,
+                wish=r.wish,
+                status=r.outcome.value,
+                digest=r.digest,
+                error=r.error,
+                now=now,
+                next_check=None,
+            )
+            if r.converted:
+                started = now - r.seconds
+                self.record_conversion(
+                    Conversion(
+                        r.cvmfs_repo,
+                        r.image,
+                        started,
+                        now,
+                        r.outcome.value,
+                        r.digest,
+                        r.bytes_downloaded,
+                        r.error,
+                    )
+                )
 
     def images(self, cvmfs_repo: str | None = None) -> list[ImageState]:
         query = "SELECT * FROM images"
