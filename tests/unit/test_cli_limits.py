@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from ducc.cli import cli, main
+from ducc.cli.group import cli
+from ducc.cli.main import main
 from ducc.cli.options import limits_of
 from ducc.layers.limits import Limits
 

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ducc.cli.common import open_registries, warn
-from ducc.cli.group import alias, cli
+from ducc.cli.group import cli
 from ducc.cli.options import publisher_options, publisher_settings, state_dir_of
 from ducc.errors import ExitCode, InputError
 from ducc.oci.reference import parse_reference
@@ -250,6 +250,3 @@ def delete_image_command(
         return ExitCode.FAILED
     click.echo(f"{'would unpublish' if dry_run else 'unpublished'} {ref.simple_name}")
     return ExitCode.OK
-
-
-alias("garbage-collection", "gc")
