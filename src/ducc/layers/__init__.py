@@ -5,6 +5,6 @@ Plain streams and paths in, trees out; no registry or publisher knowledge. See `
 (products appear only when complete), `clone` (hard-link copies for chains) and `rebuild`
 (a clean tar for `cvmfs_server ingest`).
 
-May import the top-level leaf modules and `ducc.oci` (and, by the package order, `recipe`
-and `registry`, which it has no use for).
+By the package order it may import the leaf modules, `oci`, `recipe` and `registry`; it
+uses only the first two.
 """
