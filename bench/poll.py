@@ -27,11 +27,13 @@ from tests.support.images import file, make_image, make_layer
 from tests.support.registry import LocalRegistry, available
 
 from ducc import log
-from ducc.digest import Digest
-from ducc.poller import PollStatus, poll
-from ducc.reference import Reference, parse_reference
-from ducc.registry.client import Registries, RegistrySettings, new_session
+from ducc.oci.digest import Digest
+from ducc.oci.reference import Reference, parse_reference
+from ducc.pipeline.poller import PollStatus, poll
+from ducc.registry.client import Registries
 from ducc.registry.manifests import get_manifest
+from ducc.registry.session import new_session
+from ducc.registry.settings import RegistrySettings
 
 REPOSITORIES = 10
 

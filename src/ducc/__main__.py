@@ -1,5 +1,5 @@
 """`python -m ducc` runs the command line."""
 
-from ducc.cli import main
+from ducc.cli.main import main
 
 main()

@@ -3,7 +3,8 @@
 Events are stable snake_case names with bound context (`image`, `digest`, `repo`). Secrets
 never reach a log line: credentials in URLs are redacted, secret-named keys are masked, and
 every password and token ducc holds (`hide`) is replaced wherever it appears, even when a
-registry echoes it back without its `Basic`/`Bearer` scheme.
+registry echoes it back without its `Basic`/`Bearer` scheme. structlog is imported at the
+first event, not before: a command that logs nothing (`--version`, `check`) never pays for it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import re
 import sys
 import threading
 from collections.abc import MutableMapping
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Literal, TextIO
-
-import structlog
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -64,15 +65,40 @@ def _redact_event(
     return event
 
 
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    level: int
+    json_lines: bool
+    colors: bool
+    out: TextIO
+
+
+_pending: list[_Settings] = []  # configured before structlog was imported; applied then
+_loading = threading.Lock()
+
+
 def configure(*, verbosity: int = 0, fmt: LogFormat = "auto", stream: TextIO | None = None) -> None:
-    """Set up structlog and stdlib logging for the whole process (call once, at the entry)."""
+    """Set up structlog and stdlib logging for the whole process (call once, at the entry).
+
+    Until an event is logged, structlog is not imported: the settings wait for it."""
     out = stream if stream is not None else sys.stderr
     level = logging.WARNING - 10 * max(0, min(verbosity, 2))
     json_lines = fmt == "json" or (fmt == "auto" and not out.isatty())
+    settings = _Settings(level, json_lines, out.isatty(), out)
+    with _loading:
+        if "structlog" in sys.modules:
+            _apply(sys.modules["structlog"], settings)
+        else:
+            _pending[:] = [settings]
+    # Libraries (urllib3) log through stdlib logging; keep them quiet unless debugging.
+    logging.basicConfig(level=logging.WARNING if verbosity < 2 else logging.DEBUG, stream=out)
+
+
+def _apply(structlog: Any, settings: _Settings) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
-        if json_lines
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        if settings.json_lines
+        else structlog.dev.ConsoleRenderer(colors=settings.colors)
     )
     structlog.configure(
         processors=[
@@ -83,14 +109,42 @@ def configure(*, verbosity: int = 0, fmt: LogFormat = "auto", stream: TextIO | N
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=structlog.make_filtering_bound_logger(settings.level),
         # One write per line (print() makes two): library records from other threads, written
         # to the same stream by stdlib logging, can then never land inside an event's line.
-        logger_factory=structlog.WriteLoggerFactory(file=out),
+        logger_factory=structlog.WriteLoggerFactory(file=settings.out),
         cache_logger_on_first_use=False,
     )
-    # Libraries (urllib3) log through stdlib logging; keep them quiet unless debugging.
-    logging.basicConfig(level=logging.WARNING if verbosity < 2 else logging.DEBUG, stream=out)
+
+
+def _structlog() -> ModuleType:
+    """structlog, imported (and configured as `configure` asked) at the first event."""
+    if not _pending:
+        import structlog  # noqa: PLC0415 - here, not at start-up
+
+        return structlog
+    with _loading:
+        import structlog  # noqa: PLC0415 - here, not at start-up
+
+        if _pending:
+            _apply(structlog, _pending.pop())
+    return structlog
+
+
+class _Logger:
+    """A logger whose events are rendered with the configuration in force when they are
+    logged; it imports structlog only then."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def bind(self, **values: Any) -> _Logger:
+        return _Logger({**self._values, **values})
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(_structlog().get_logger(**self._values), method)
 
 
 def get(name: str | None = None) -> Any:
@@ -99,4 +153,4 @@ def get(name: str | None = None) -> Any:
     The logger is a lazy proxy: modules create theirs at import time, and every call is
     rendered with the configuration in force then (`configure()` runs later, in the CLI).
     """
-    return structlog.get_logger(logger_name=name) if name else structlog.get_logger()
+    return _Logger({"logger_name": name} if name else {})

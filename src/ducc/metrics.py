@@ -1,23 +1,19 @@
-"""Prometheus metrics: counters and gauges rendered in the text exposition format, served
-on a loopback HTTP port and/or written to a node_exporter textfile. A leaf module: any
-layer may count into `METRICS` without importing more of the project.
-"""
+"""The process's metrics: counters and gauges any layer counts into (`METRICS.inc`) without
+importing more of the project. `ducc.service.prometheus` exposes them (HTTP, textfile)."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Kind = Literal["counter", "gauge"]
 
 
 @dataclass
-class _Metric:
+class Metric:
+    """One metric: its values by label values (in the order of `labels`)."""
+
     name: str
     help: str
     kind: Kind
@@ -25,20 +21,16 @@ class _Metric:
     values: dict[tuple[str, ...], float] = field(default_factory=dict)
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 class Metrics:
     def __init__(self) -> None:
-        self._metrics: dict[str, _Metric] = {}
+        self._metrics: dict[str, Metric] = {}
         self._lock = threading.Lock()
 
     def define(self, name: str, help_text: str, kind: Kind, labels: tuple[str, ...] = ()) -> None:
         with self._lock:
-            self._metrics.setdefault(name, _Metric(name, help_text, kind, labels))
+            self._metrics.setdefault(name, Metric(name, help_text, kind, labels))
 
-    def _key(self, metric: _Metric, labels: dict[str, str]) -> tuple[str, ...]:
+    def _key(self, metric: Metric, labels: dict[str, str]) -> tuple[str, ...]:
         if set(labels) != set(metric.labels):
             raise ValueError(f"{metric.name} takes labels {metric.labels}, got {sorted(labels)}")
         return tuple(str(labels[name]) for name in metric.labels)
@@ -63,52 +55,10 @@ class Metrics:
         with self._lock:
             self._metrics[name].values.clear()
 
-    def render(self) -> str:
-        lines: list[str] = []
+    def snapshot(self) -> list[Metric]:
+        """Every metric with a copy of its values, in definition order."""
         with self._lock:
-            for metric in self._metrics.values():
-                lines.append(f"# HELP {metric.name} {metric.help}")
-                lines.append(f"# TYPE {metric.name} {metric.kind}")
-                for key, value in sorted(metric.values.items()):
-                    pairs = ",".join(
-                        f'{n}="{_escape(v)}"' for n, v in zip(metric.labels, key, strict=True)
-                    )
-                    lines.append(
-                        f"{metric.name}{{{pairs}}} {value:g}"
-                        if pairs
-                        else f"{metric.name} {value:g}"
-                    )
-        return "\n".join(lines) + "\n"
-
-    def write_textfile(self, path: Path) -> None:
-        """Write atomically, as node_exporter's textfile collector expects."""
-        tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(4)}"
-        tmp.write_text(self.render())
-        os.replace(tmp, path)
-
-    def serve(self, host: str, port: int) -> ThreadingHTTPServer:
-        """Serve `/metrics` from a daemon thread; returns the server (call `.shutdown()`)."""
-        metrics = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.split("?")[0] != "/metrics":
-                    self.send_error(404)
-                    return
-                body = metrics.render().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-        return server
+            return [replace(m, values=dict(m.values)) for m in self._metrics.values()]
 
 
 METRICS = Metrics()

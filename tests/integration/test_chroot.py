@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ducc.unpack import unpack_layers
+from ducc.pipeline.unpack import unpack_layers
 from tests.support.layer_tars import E, d, f, sym, write_image
 
 pytestmark = [

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from ducc.digest import Digest
-from ducc.layout import Layout
+from ducc.oci.digest import Digest
+from ducc.repository.layout import Layout
 from tests.fakes.fixture import FakeCvmfs
 from tests.support.ducc import Run, ducc, write_recipe
 from tests.support.images import (

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from ducc.apptainer import write_apptainer_files
-from ducc.digest import Digest
-from ducc.podman import PodmanStore
+from ducc.oci.digest import Digest
+from ducc.repository.apptainer import write_apptainer_files
+from ducc.repository.podman import PodmanStore
 from tests.support.podman import RUNC, podman_configs, read_only_view, unmount_below
 
 PODMAN = shutil.which("podman")

@@ -11,14 +11,16 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from ducc.digest import Digest
-from ducc.oci import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
-from ducc.platform import Platform, parse_platform
-from ducc.poller import PollStatus, poll
-from ducc.reference import Reference, parse_reference
+from ducc.oci.digest import Digest
+from ducc.oci.model import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from ducc.oci.platform import Platform, parse_platform
+from ducc.oci.reference import Reference, parse_reference
+from ducc.pipeline.poller import PollStatus, poll
 from ducc.registry.blobs import download_blob
-from ducc.registry.client import Registries, RegistrySettings, new_session
+from ducc.registry.client import Registries
 from ducc.registry.manifests import resolve
+from ducc.registry.session import new_session
+from ducc.registry.settings import RegistrySettings
 from ducc.registry.tags import list_tags
 from tests.support.images import Image, file, make_image, make_index, make_layer
 from tests.support.registry import LocalRegistry

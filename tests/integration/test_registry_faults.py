@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ducc import blobcache
-from ducc.verify import verify
+from ducc.pipeline import blobcache
+from ducc.repository.verify import verify
 from tests.support.ducc import Run, ducc, unique, write_recipe
 from tests.support.faultproxy import Fault, FaultProxy, Rule
 from tests.support.images import Image, directory, file, make_image, make_layer

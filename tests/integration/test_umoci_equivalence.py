@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ducc.unpack import unpack_layers
+from ducc.pipeline.unpack import unpack_layers
 from tests.support.layer_tars import E, d, f, hard, sym, write_image
 from tests.support.trees import describe, umoci_rootfs
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ducc.verify import verify
+from ducc.repository.verify import verify
 from tests.support.ducc import Run, ducc, write_recipe
 from tests.support.images import Image, directory, file, hardlink, make_image, make_layer, symlink
 from tests.support.registry import LocalRegistry

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import zstandard
 
-from ducc.digest import Digest
-from ducc.layers import ApplyMode, ApplyStats, LayerStream, Limits, apply_layer
-from ducc.unpack import LayerSource
+from ducc.layers.apply import ApplyMode, ApplyStats, apply_layer
+from ducc.layers.limits import Limits
+from ducc.layers.stream import LayerStream
+from ducc.oci.digest import Digest
+from ducc.pipeline.unpack import LayerSource
 from tests.support.images import Image, make_image, make_layer, write_oci_layout
 
 TAR = "application/vnd.oci.image.layer.v1.tar"

@@ -11,9 +11,9 @@ import stat
 import subprocess
 from pathlib import Path
 
-from ducc.apptainer import BIND_FILES, META, MOUNT_POINTS
-from ducc.apptainer_scripts import ROOT_LINKS
-from ducc.layout import CATALOG_MARKER
+from ducc.publish.base import CATALOG_MARKER
+from ducc.repository.apptainer import BIND_FILES, META, MOUNT_POINTS
+from ducc.repository.apptainer_scripts import ROOT_LINKS
 
 Description = tuple[object, ...]
 # What ducc adds to a flat tree for Apptainer (and CernVM-FS): allowed beyond the image.

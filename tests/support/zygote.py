@@ -1,7 +1,7 @@
 """Many short `ducc` commands, each in a process of its own, without paying Python's start-up
-for every one: a server process imports `ducc.cli` once and forks one child per command.
+for every one: a server process imports every command once and forks one child per command.
 
-The child runs `ducc.cli.main(argv)` (what `python -m ducc` runs) with its own working
+The child runs `ducc.cli.main.main(argv)` (what `python -m ducc` runs) with its own working
 directory, environment additions, stdin from /dev/null and stdout/stderr captured to files;
 its exit status is the command's. The server holds no threads, so forking it is safe.
 """
@@ -96,7 +96,9 @@ class Zygote:
 def serve() -> None:
     """The server loop: one JSON request per line on stdin, one JSON reply per line;
     `sys.argv[1]` is the directory for captured output."""
-    import ducc.cli  # noqa: F401 - imported once, before any fork
+    from ducc.cli.group import load_commands
+
+    load_commands()  # every command's module imported once, before any fork
 
     channel = os.fdopen(os.dup(1), "w")
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -138,7 +140,7 @@ def _child(request: dict[str, Any], out_path: Path, err_path: Path) -> None:
             os.chdir(request["cwd"])
         os.environ.update(request["env"])
         sys.argv = ["ducc", *request["argv"]]
-        from ducc.cli import main  # already imported by the server
+        from ducc.cli.main import main  # already imported by the server
 
         main(request["argv"])
     except SystemExit as exc:

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import pytest
 import responses
 
-from ducc.registry.client import Registries, RegistrySettings
+from ducc.registry.client import Registries
 from ducc.registry.credentials import CredentialStore
+from ducc.registry.settings import RegistrySettings
 
 
 @dataclass

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import responses
 
-from ducc.adopt import Adoption, adopt, plan_adoption
-from ducc.layout import Layout
+from ducc.oci.reference import parse_reference
+from ducc.pipeline.adopt import Adoption, adopt, plan_adoption
 from ducc.publish.directory import DirectoryPublisher
-from ducc.recorded import RecordForm, record_for
-from ducc.reference import parse_reference
 from ducc.registry.client import Registries
+from ducc.repository.layout import Layout
+from ducc.repository.recorded import RecordForm, record_for
 from tests.support.ducc_layout import DuccRepository, hexof
 from tests.support.fake_registry import FakeRegistry
 from tests.support.images import Image, file, make_image, make_index, make_layer

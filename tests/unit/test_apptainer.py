@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ducc.apptainer import runscript_text, write_apptainer_files
 from ducc.errors import FlatTreeError, ManifestError
+from ducc.repository.apptainer import runscript_text, write_apptainer_files
 
 SH = "/bin/sh"
 

@@ -7,8 +7,8 @@ import fcntl
 import os
 from pathlib import Path
 
-from ducc.blobcache import LOCK, BlobCache
-from ducc.digest import Digest
+from ducc.oci.digest import Digest
+from ducc.pipeline.blobcache import LOCK, BlobCache
 
 BLOB = Digest.parse("sha256:" + "ab" * 32)
 

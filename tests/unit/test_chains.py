@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from ducc.chains import LayerFacts, cvmfs_ducc_chain_ids, ducc_chains
-from ducc.digest import Digest, chain_ids
+from ducc.oci.digest import Digest, chain_ids
+from ducc.repository.chains import LayerFacts, cvmfs_ducc_chain_ids, ducc_chains
 
 A, B, C, D = (f"{n}" * 64 for n in "abcd")
 

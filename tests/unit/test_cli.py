@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ducc import __version__
-from ducc.cli import main
+from ducc.cli.main import main
 
 DATA = Path(__file__).parent.parent / "data"
 

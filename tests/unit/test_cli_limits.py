@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from ducc.cli import cli, main
+from ducc.cli.group import cli
+from ducc.cli.main import main
 from ducc.cli.options import limits_of
-from ducc.layers import Limits
+from ducc.layers.limits import Limits
 
 COMMANDS = {
     "convert": ["recipe.yaml"],

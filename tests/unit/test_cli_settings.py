@@ -8,7 +8,7 @@ import pytest
 
 from ducc.cli.common import registry_settings
 from ducc.errors import ExitCode, InputError
-from ducc.registry.client import RegistrySettings
+from ducc.registry.settings import RegistrySettings
 from tests.unit.test_cli import run
 
 

@@ -7,8 +7,8 @@ import io
 
 import pytest
 
-from ducc.digest import Digest, VerifyingReader, chain_ids
 from ducc.errors import BadReference, DigestMismatch, SizeMismatch
+from ducc.oci.digest import Digest, VerifyingReader, chain_ids
 
 
 def test_parse_and_format() -> None:

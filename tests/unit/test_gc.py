@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ducc.digest import Digest, chain_ids
 from ducc.errors import UnreadableRecords
-from ducc.gc import GcOptions, collect_garbage
-from ducc.layout import Layout
-from ducc.metadata import add_layer_origin, write_image_metadata, write_layer_info
+from ducc.oci.digest import Digest, chain_ids
 from ducc.publish.directory import DirectoryPublisher
+from ducc.repository.gc import GcOptions, collect_garbage
+from ducc.repository.layout import Layout
+from ducc.repository.metadata import add_layer_origin, write_image_metadata, write_layer_info
 from tests.support.ducc_layout import DuccRepository, hexof
 from tests.support.ducc_layout import chain_ids as ducc_chain_ids
 from tests.support.images import Image, file, make_image, make_layer

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from ducc.lanes import run_lanes
+from ducc.pipeline.lanes import run_lanes
 
 PATIENCE = 10.0  # seconds a test waits before it calls a lane stuck
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ducc.blobcache import CachedLayer
-from ducc.digest import Digest
 from ducc.errors import HostileLayer
-from ducc.layers import Limits
+from ducc.layers.limits import Limits
+from ducc.oci.digest import Digest
+from ducc.pipeline.blobcache import CachedLayer
 from ducc.publish.directory import DirectoryPublisher
 from tests.support.layer_tars import TAR_GZIP, f, gz, tar_bytes
 

@@ -11,7 +11,7 @@ import zstandard
 from ducc.errors import HostileLayer, ManifestError, VerificationError
 from ducc.layers import compression
 from ducc.layers.compression import Decompressed, ZstdFrames, compression_for
-from ducc.oci import Compression
+from ducc.oci.model import Compression
 from tests.support.layer_tars import f, gz, tar_bytes, zst
 
 PAYLOAD = tar_bytes([f("a", b"x" * 300_000), f("b", b"hello")])

@@ -20,9 +20,11 @@ from typing import Literal
 
 import pytest
 
-from ducc.digest import Digest
 from ducc.errors import DuccError, HostileLayer, LayerError, VerificationError
-from ducc.layers import LayerStream, Limits, apply_layer
+from ducc.layers.apply import apply_layer
+from ducc.layers.limits import Limits
+from ducc.layers.stream import LayerStream
+from ducc.oci.digest import Digest
 from tests.support.layer_tars import (
     TAR,
     TAR_GZIP,

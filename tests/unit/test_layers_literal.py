@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ducc.errors import HostileLayer
-from ducc.layers import ApplyMode
+from ducc.layers.apply import ApplyMode
 from tests.support.layer_tars import E, apply, d, f, hard, sym
 
 LITERAL = ApplyMode.LITERAL

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ducc.errors import HostileLayer
-from ducc.layers import ApplyMode
+from ducc.layers.apply import ApplyMode
 from ducc.layers.rebuild import rebuild_tar
 from tests.support.layer_tars import E, apply, d, f, hard, snapshot, stream_of, sym, tar_bytes
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ducc.errors import HostileLayer, LayerError
-from ducc.layers import remove_tree, staged
+from ducc.layers.stage import remove_tree, staged
 from tests.support.layer_tars import apply, d, f, sym
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ducc.digest import Digest
 from ducc.errors import DigestMismatch, HostileLayer, SizeMismatch
-from ducc.layers import LayerStream, apply_layer
-from ducc.layers.stream import ReadAhead
+from ducc.layers.apply import apply_layer
+from ducc.layers.stream import LayerStream, ReadAhead
+from ducc.oci.digest import Digest
 from tests.support.layer_tars import TAR, TAR_GZIP, TAR_ZSTD, f, gz, tar_bytes, zst
 
 TAR_DATA = tar_bytes([f("etc/os-release", b"ID=test\n"), f("big", b"z" * 3_000_000)])

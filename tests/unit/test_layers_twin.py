@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ducc.errors import HostileLayer
-from ducc.layers import ApplyMode, apply_layer
+from ducc.layers.apply import ApplyMode, apply_layer
 from ducc.layers.clone import clone_tree
 from tests.support.layer_tars import E, apply, d, f, hard, snapshot, stream_of, sym, tar_bytes
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ducc.layers import ApplyMode
+from ducc.layers.apply import ApplyMode
 from tests.support.layer_tars import E, apply, d, f, sym
 
 

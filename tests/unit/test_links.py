@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from ducc.digest import Digest
 from ducc.errors import PublishError
-from ducc.layout import Layout
-from ducc.links import link_arch_aliases, link_platform, link_public, link_variant
-from ducc.reference import parse_reference
+from ducc.oci.digest import Digest
+from ducc.oci.reference import parse_reference
+from ducc.repository.layout import Layout
+from ducc.repository.links import link_arch_aliases, link_platform, link_public, link_variant
 
 REF = parse_reference("https://registry.hub.docker.com/library/centos:centos7")
 

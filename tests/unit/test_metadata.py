@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ducc.digest import Digest
-from ducc.layout import Layout
-from ducc.metadata import (
+from ducc.oci.digest import Digest
+from ducc.oci.reference import parse_reference
+from ducc.repository.layout import Layout
+from ducc.repository.metadata import (
     add_layer_origin,
     layer_complete,
     read_origins,
     write_image_metadata,
     write_layer_info,
 )
-from ducc.recorded import record_for, recorded_digest
-from ducc.reference import parse_reference
+from ducc.repository.recorded import record_for, recorded_digest
 
 REF = parse_reference("http://127.0.0.1:5000/a/b:1")
 

@@ -1,45 +1,28 @@
-"""Prometheus text format, textfile and the loopback endpoint."""
+"""Counters and gauges: labels checked, values added up, snapshots independent of later counts."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import requests
 
 from ducc.metrics import Metrics
 
 
-def make() -> Metrics:
+def test_counters_add_up_per_label_and_refuse_other_labels() -> None:
     metrics = Metrics()
     metrics.define("t_requests_total", "Requests.", "counter", ("registry", "code"))
-    metrics.define("t_last", "Last.", "gauge")
-    return metrics
-
-
-def test_render_text_format() -> None:
-    metrics = make()
-    metrics.inc("t_requests_total", registry='q"uay', code="200")
-    metrics.inc("t_requests_total", 2, registry='q"uay', code="200")
-    metrics.set("t_last", 5)
-    text = metrics.render()
-    assert "# TYPE t_requests_total counter" in text
-    assert 't_requests_total{registry="q\\"uay",code="200"} 3' in text
-    assert "t_last 5" in text
+    metrics.inc("t_requests_total", registry="quay.io", code="200")
+    metrics.inc("t_requests_total", 2, registry="quay.io", code="200")
+    assert metrics.value("t_requests_total", registry="quay.io", code="200") == 3
+    assert metrics.value("t_requests_total", registry="quay.io", code="404") == 0
     with pytest.raises(ValueError, match="takes labels"):
         metrics.inc("t_requests_total", registry="x")
 
 
-def test_textfile_and_http(tmp_path: Path) -> None:
-    metrics = make()
-    metrics.set("t_last", 7)
-    metrics.write_textfile(tmp_path / "ducc.prom")
-    assert "t_last 7" in (tmp_path / "ducc.prom").read_text()
-    server = metrics.serve("127.0.0.1", 0)
-    try:
-        port = server.server_address[1]
-        body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-        assert "t_last 7" in body
-        assert requests.get(f"http://127.0.0.1:{port}/other", timeout=5).status_code == 404
-    finally:
-        server.shutdown()
+def test_a_snapshot_keeps_the_values_it_was_taken_with() -> None:
+    metrics = Metrics()
+    metrics.define("t_images", "Images.", "gauge", ("state",))
+    metrics.set("t_images", 4, state="failed")
+    (snapshot,) = metrics.snapshot()
+    metrics.reset_gauge("t_images")
+    assert snapshot.values == {("failed",): 4}
+    assert metrics.snapshot()[0].values == {}

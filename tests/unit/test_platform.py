@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ducc.errors import BadPlatform
-from ducc.platform import Platform, normalize_platform, parse_platform
+from ducc.oci.platform import Platform, normalize_platform, parse_platform
 
 
 @pytest.mark.parametrize(

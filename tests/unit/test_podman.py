@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from ducc.digest import Digest
 from ducc.errors import DigestMismatch, PodmanStoreError
-from ducc.podman import PodmanStore, big_data_file_name, flat_layer_id, storage_time
+from ducc.oci.digest import Digest
+from ducc.repository.podman import PodmanStore, big_data_file_name, flat_layer_id, storage_time
 
 
 @dataclass(frozen=True)

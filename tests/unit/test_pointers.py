@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from ducc import pointers
-from ducc.digest import Digest
-from ducc.layout import Layout
-from ducc.oci import ImageManifest, parse_config, parse_manifest
-from ducc.podman import PodmanStore
-from ducc.pointers import Converted, image_created, write_pointers
-from ducc.recorded import record_for
-from ducc.reference import parse_reference
+from ducc.oci.digest import Digest
+from ducc.oci.model import ImageManifest, parse_config, parse_manifest
+from ducc.oci.reference import parse_reference
 from ducc.registry.manifests import ResolvedImage
+from ducc.repository import pointers
+from ducc.repository.layout import Layout
+from ducc.repository.podman import PodmanStore
+from ducc.repository.pointers import Converted, image_created, write_pointers
+from ducc.repository.recorded import record_for
 from tests.support.images import directory, file, make_image, make_layer
 
 REF = parse_reference("registry.test/team/app:v1")

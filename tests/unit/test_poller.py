@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import responses
 
-from ducc.digest import Digest
 from ducc.errors import AuthError, ManifestError, NotFound
-from ducc.poller import PollStatus, poll
-from ducc.reference import Reference, parse_reference
+from ducc.oci.digest import Digest
+from ducc.oci.reference import Reference, parse_reference
+from ducc.pipeline.poller import PollStatus, poll
 from tests.support.fake_registry import FakeRegistry, error_body
 from tests.support.images import file, make_image, make_layer
 from tests.unit.conftest import MakeRegistries

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from ducc.blobcache import BlobCache
-from ducc.digest import Digest
 from ducc.errors import ManifestError
-from ducc.oci import ImageManifest, parse_config, parse_manifest
-from ducc.products import BuildOptions, BuildStats, ImageBuilder, plan_layers
+from ducc.oci.digest import Digest
+from ducc.oci.model import ImageManifest, parse_config, parse_manifest
+from ducc.oci.reference import parse_reference
+from ducc.pipeline.blobcache import BlobCache
+from ducc.pipeline.builder import BuildOptions, BuildStats, ImageBuilder
 from ducc.publish.base import Ingested
 from ducc.publish.directory import DirectoryPublisher
-from ducc.reference import parse_reference
 from ducc.registry.client import Registries
 from ducc.registry.manifests import ResolvedImage
+from ducc.repository.products import plan_layers
 from tests.support.images import directory, file, make_image, make_layer
 
 REF = parse_reference("registry.test/team/app:v1")

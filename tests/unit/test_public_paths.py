@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ducc.errors import ExitCode, RecipeInvalid
-from ducc.recipe import load_wishlist
+from ducc.recipe.parser import load_wishlist
 from tests.unit.test_cli import run
 
 APP = "registry.test/team/app"

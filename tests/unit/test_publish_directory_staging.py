@@ -6,7 +6,8 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
-from ducc.publish.directory import DirectoryPublisher
+from ducc.publish.directory import STAGED, DirectoryPublisher
+from ducc.repository.layout import CHAINS, FLAT, LAYERS
 
 
 def product(root: Path, top: str, number: int) -> Path:
@@ -51,3 +52,8 @@ def test_finding_stale_staging_does_not_grow_with_the_repository(tmp_path: Path)
     # A path per product (3,000 directories, 2 levels) took ~2.3 MiB; one directory's names
     # at a time stays far below.
     assert peak < 512 * 1024
+
+
+def test_the_trees_scanned_are_the_repository_layouts_product_trees() -> None:
+    # The publisher sits below the repository model and names the trees itself.
+    assert {top for top, _ in STAGED} == {LAYERS, CHAINS, FLAT}

@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 
 from ducc.errors import RecipeInvalid
-from ducc.recipe import CvmfsRepo, format_output, load_wishlist
-from ducc.recipe_options import (
+from ducc.oci.reference import parse_reference
+from ducc.recipe.model import CvmfsRepo, format_output
+from ducc.recipe.options import (
     RecipeOptions,
     ignore_errors_from_environment,
     read_ignore_errors_file,
 )
-from ducc.reference import parse_reference
+from ducc.recipe.parser import load_wishlist
 
 DATA = Path(__file__).parent.parent / "data"
 H64 = "c" * 64

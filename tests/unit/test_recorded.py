@@ -8,13 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from ducc.digest import Digest
 from ducc.errors import RecordUnreadable
-from ducc.layout import Layout
-from ducc.metadata import write_image_metadata
-from ducc.platform import Platform
-from ducc.recorded import RecordForm, read_record, record_for, recorded_digest, scan_records
-from ducc.reference import parse_reference
+from ducc.oci.digest import Digest
+from ducc.oci.platform import Platform
+from ducc.oci.reference import parse_reference
+from ducc.repository.layout import Layout
+from ducc.repository.metadata import write_image_metadata
+from ducc.repository.recorded import (
+    RecordForm,
+    read_record,
+    record_for,
+    recorded_digest,
+    scan_records,
+)
 from tests.support.ducc_layout import go_manifest
 from tests.support.images import Image, file, make_image, make_layer
 

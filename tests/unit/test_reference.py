@@ -7,7 +7,7 @@ import time
 import pytest
 
 from ducc.errors import BadReference
-from ducc.reference import TagPattern, parse_reference, suggested_glob
+from ducc.oci.reference import TagPattern, parse_reference, suggested_glob
 
 H64 = "a" * 64
 H128 = "b" * 128

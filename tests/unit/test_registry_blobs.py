@@ -11,9 +11,9 @@ import pytest
 import requests
 import responses
 
-from ducc.digest import Digest
 from ducc.errors import DigestMismatch, RegistryError, SizeMismatch, TransientError
-from ducc.oci import OCI_LAYER_GZIP, Descriptor
+from ducc.oci.digest import Digest
+from ducc.oci.model import OCI_LAYER_GZIP, Descriptor
 from ducc.registry.blobs import READ_SIZE, download_blob, open_blob
 from ducc.registry.client import RegistryClient
 from tests.support.fake_registry import FakeRegistry, Reply, broken_body

@@ -14,7 +14,7 @@ import structlog
 
 from ducc import log
 from ducc.errors import AuthError, NotFound, RateLimited, RegistryError, TransientError
-from ducc.reference import parse_reference
+from ducc.oci.reference import parse_reference
 from ducc.registry.client import RegistryClient
 from ducc.registry.credentials import Credential, CredentialStore, _Entry
 from tests.support.fake_registry import FakeRegistry, broken_body, error_body

@@ -8,11 +8,11 @@ import pytest
 import responses
 from structlog.testing import capture_logs
 
-from ducc.digest import Digest
 from ducc.errors import DigestMismatch, ManifestError, NoMatchingPlatform, SizeMismatch
-from ducc.oci import MANIFEST_ACCEPT, ImageIndex, ImageManifest
-from ducc.platform import Platform, parse_platform
-from ducc.reference import parse_reference
+from ducc.oci.digest import Digest
+from ducc.oci.model import MANIFEST_ACCEPT, ImageIndex, ImageManifest
+from ducc.oci.platform import Platform, parse_platform
+from ducc.oci.reference import parse_reference
 from ducc.registry.manifests import get_manifest, head_digest, resolve
 from tests.support.fake_registry import FakeRegistry
 from tests.support.images import Image, file, make_image, make_index, make_layer, sha256

@@ -7,11 +7,12 @@ import pytest
 import responses
 
 from ducc.errors import CredentialsInvalid
-from ducc.reference import parse_reference
-from ducc.registry.client import Registries, RegistrySettings
+from ducc.oci.reference import parse_reference
+from ducc.registry.client import Registries
 from ducc.registry.credentials import CredentialStore
 from ducc.registry.manifests import get_manifest
 from ducc.registry.proxies import Proxy, parse_proxy, proxies_from_environment
+from ducc.registry.settings import RegistrySettings
 from ducc.registry.tags import list_tags
 from tests.support.fake_registry import FakeRegistry
 from tests.support.images import file, make_image, make_layer

@@ -6,7 +6,7 @@ import pytest
 import responses
 
 from ducc.errors import NoMatchingTags, RegistryError
-from ducc.reference import parse_reference
+from ducc.oci.reference import parse_reference
 from ducc.registry.tags import expand, list_tags
 from tests.support.fake_registry import FakeRegistry
 from tests.unit.conftest import MakeRegistries

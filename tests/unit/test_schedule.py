@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 
-from ducc.convert import Target
-from ducc.recipe import CvmfsRepo, Wish
-from ducc.reference import parse_reference
-from ducc.schedule import Schedule, key_of
+from ducc.oci.reference import parse_reference
+from ducc.pipeline.report import Target
+from ducc.recipe.model import CvmfsRepo, Wish
+from ducc.service.schedule import Schedule, key_of
 
 
 def target(text: str) -> Target:

@@ -10,12 +10,13 @@ import time
 import pytest
 
 from ducc.errors import Interrupted
-from ducc.signals import Interrupts
+from ducc.interrupts import Interrupts
+from ducc.service.signals import installed
 
 
 def test_a_signal_is_noted_and_raised_where_work_checks() -> None:
     interrupts = Interrupts()
-    with interrupts.installed():
+    with installed(interrupts):
         os.kill(os.getpid(), signal.SIGTERM)  # the handler returns: nothing is raised here
         assert interrupts.stopping
         with pytest.raises(Interrupted, match="SIGTERM"):
@@ -25,7 +26,7 @@ def test_a_signal_is_noted_and_raised_where_work_checks() -> None:
 
 def test_shield_holds_the_signal_until_check() -> None:
     interrupts = Interrupts()
-    with interrupts.installed():
+    with installed(interrupts):
         with interrupts.shielded():
             os.kill(os.getpid(), signal.SIGINT)
             interrupts.check()  # shielded: nothing happens
@@ -43,7 +44,7 @@ def test_every_worker_thread_stops_at_its_next_check() -> None:
         except Interrupted:
             raised.append(threading.current_thread().name)
 
-    with interrupts.installed():
+    with installed(interrupts):
         workers = [threading.Thread(target=work, name=f"w{n}") for n in range(3)]
         for worker in workers:
             worker.start()
@@ -55,7 +56,7 @@ def test_every_worker_thread_stops_at_its_next_check() -> None:
 
 def test_a_long_sleep_ends_soon_after_sigterm() -> None:
     interrupts = Interrupts()
-    with interrupts.installed():
+    with installed(interrupts):
         threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
         started = time.monotonic()
         with pytest.raises(Interrupted):
@@ -66,7 +67,7 @@ def test_a_long_sleep_ends_soon_after_sigterm() -> None:
 def test_a_storm_of_sighups_is_one_reload_and_wakes_a_wait() -> None:
     interrupts = Interrupts()
     wake = threading.Event()
-    with interrupts.installed(hangup=True):
+    with installed(interrupts, hangup=True):
         for _ in range(5000):
             os.kill(os.getpid(), signal.SIGHUP)
         assert interrupts.wait(wake, 30) is False  # returned at once: a reload is due
@@ -77,7 +78,7 @@ def test_a_storm_of_sighups_is_one_reload_and_wakes_a_wait() -> None:
 def test_handlers_are_restored_and_sighup_is_not_left_deadly() -> None:
     before = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
-    with Interrupts().installed(hangup=True):
+    with installed(Interrupts(), hangup=True):
         assert signal.getsignal(signal.SIGTERM) is not before
     assert signal.getsignal(signal.SIGTERM) is before
     # A SIGHUP while ducc cleans up must not kill it with the default action.

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import structlog
 
-from ducc import state as state_module
-from ducc.state import Conversion, State
+from ducc.pipeline.report import ImageResult, Outcome, Recorder
+from ducc.service import state as state_module
+from ducc.service.state import Conversion, State
 
 
 def test_checks_count_failures_and_reset_on_success(tmp_path: Path) -> None:
@@ -46,6 +47,30 @@ def test_history_newest_first(tmp_path: Path) -> None:
     history = state.conversions(limit=2)
     assert [c.image for c in history] == ["i2", "i1"]
     assert history[0].duration == 0.5
+
+
+def test_a_runs_results_are_recorded_as_checks_and_conversions(tmp_path: Path) -> None:
+    """The state is the pipeline's `Recorder`: `ducc status` shows what a run found."""
+    state = State(tmp_path)
+    recorder: Recorder = state
+    converted = ImageResult(
+        "r",
+        "reg/app:1",
+        "reg/app:*",
+        Outcome.ADDED,
+        digest="sha256:a",
+        converted=True,
+        seconds=2.5,
+        bytes_downloaded=1000,
+    )
+    checked = ImageResult("r", "reg/app:2", "reg/app:*", Outcome.FAILED, error="boom")
+    recorder.record([converted, checked])
+    by_image = {i.image: i for i in state.images()}
+    assert (by_image["reg/app:1"].status, by_image["reg/app:1"].digest) == ("added", "sha256:a")
+    assert (by_image["reg/app:2"].status, by_image["reg/app:2"].failures) == ("failed", 1)
+    (conversion,) = state.conversions()
+    assert (conversion.image, conversion.bytes) == ("reg/app:1", 1000)
+    assert conversion.duration == pytest.approx(2.5)
 
 
 # --- damage: the state is a cache of what the repository records, so it never stops ducc ---

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ducc.digest import Digest
 from ducc.errors import DigestMismatch, HostileLayer, InputError
-from ducc.unpack import LayerSource, unpack_layers
+from ducc.oci.digest import Digest
+from ducc.pipeline.unpack import LayerSource, unpack_layers
 from tests.support.layer_tars import TAR, TAR_GZIP, TAR_ZSTD, E, d, f, gz, hard, sym, tar_bytes, zst
 
 

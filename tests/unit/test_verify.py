@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ducc.verify import verify
+from ducc.repository.verify import verify
 from tests.support.ducc_layout import DuccRepository, hexof
 from tests.support.images import file, make_image, make_index, make_layer
 

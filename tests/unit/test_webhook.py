@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ducc.errors import InputError
-from ducc.webhook import PushEvent, authorized, parse_events
+from ducc.service.webhook import PushEvent, authorized, parse_events
 
 REGISTRY = {
     "events": [

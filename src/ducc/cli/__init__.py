@@ -1,67 +1,7 @@
 """The command line: parse options, call one function, render the result, map errors to exits.
 
+`main` is the entry point; `group` the `ducc` group, which imports a command's module only
+when that command runs (start-up time: `ducc --version` loads click and little more).
 Exit codes: 0 ok, 1 some work failed, 2 bad input or usage, 130 interrupted. Tracebacks
-only with `--debug`. Nothing imports this package except the entry points.
+only with `--debug`. May import every package; nothing imports it but the entry points.
 """
-
-from __future__ import annotations
-
-import sys
-import traceback
-from typing import NoReturn
-
-import click
-
-from ducc import log
-from ducc.cli import (  # noqa: F401 - they register their commands
-    convert,
-    ducc_commands,
-    loop,
-    ops,
-    recipes,
-    unpack,
-)
-from ducc.cli.compat import lift_global_options
-from ducc.cli.group import cli, debug_enabled
-from ducc.errors import DuccError, ExitCode
-
-__all__ = ["cli", "main"]
-
-
-def _run(argv: list[str] | None) -> int:
-    args = lift_global_options(sys.argv[1:] if argv is None else list(argv))
-    try:
-        result = cli.main(args=args, prog_name="ducc", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        return ExitCode.INTERRUPTED
-    except click.ClickException as exc:
-        exc.show()
-        return ExitCode.BAD_INPUT if exc.exit_code == 2 else exc.exit_code
-    except DuccError as exc:
-        click.echo(f"error: {log.redact(exc.message)}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
-        if debug_enabled():
-            traceback.print_exc()
-        return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return ExitCode.INTERRUPTED
-    return result if isinstance(result, int) else ExitCode.OK
-
-
-def main(argv: list[str] | None = None) -> NoReturn:
-    """Console-script entry point."""
-    try:
-        code = _run(argv)
-    except Exception as exc:  # an unexpected bug: say so, show the traceback only on request
-        click.echo(f"error: unexpected {type(exc).__name__}: {log.redact(str(exc))}", err=True)
-        if debug_enabled():
-            traceback.print_exc()
-        else:
-            click.echo("hint: run again with --debug for the traceback", err=True)
-        code = ExitCode.FAILED
-    sys.exit(int(code))

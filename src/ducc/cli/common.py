@@ -1,4 +1,5 @@
-"""Helpers every command shares: warnings, registries, option callbacks."""
+"""Helpers every command shares: warnings, registries, option callbacks (the registry client
+is imported when a command opens the registries, not when it is defined)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,16 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ducc.errors import InputError
-from ducc.platform import Platform, parse_platform
-from ducc.registry.client import Registries, RegistrySettings
-from ducc.registry.credentials import CredentialStore
-from ducc.registry.proxies import proxies_from_environment
+from ducc.oci.platform import Platform, parse_platform
+from ducc.registry.settings import RegistrySettings
+
+if TYPE_CHECKING:
+    from ducc.registry.client import Registries
 
 _SECONDS = "a number of seconds > 0"
 _DELAY = "a number of seconds >= 0"
@@ -71,6 +73,10 @@ def _number(text: str, expected: str) -> float | int | None:
 
 
 def open_registries() -> Registries:
+    from ducc.registry.client import Registries
+    from ducc.registry.credentials import CredentialStore
+    from ducc.registry.proxies import proxies_from_environment
+
     return Registries(
         registry_settings(os.environ),
         credentials=CredentialStore.from_environment(),

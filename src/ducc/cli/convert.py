@@ -15,13 +15,14 @@ from ducc.cli.common import warn
 from ducc.cli.compat import THIN_IMAGES_GONE, recipes_from_environment
 from ducc.cli.group import cli
 from ducc.cli.options import build_converter, conversion_options, publisher_options
-from ducc.convert import ConvertReport, Outcome
 from ducc.errors import AnotherDuccRunning, ExitCode, InputError
-from ducc.recipe import CvmfsRepo, Recipe, Wish, Wishlist, cvmfs_repo_problem, load_wishlist
-from ducc.recipe_options import RecipeOptions, ignore_errors_from_environment
-from ducc.reference import parse_reference
-from ducc.signals import INTERRUPTS
-from ducc.verify import verify
+from ducc.oci.reference import parse_reference
+from ducc.pipeline.report import ConvertReport, Outcome
+from ducc.recipe.model import CvmfsRepo, Recipe, Wish, Wishlist, cvmfs_repo_problem
+from ducc.recipe.options import RecipeOptions, ignore_errors_from_environment
+from ducc.recipe.parser import load_wishlist
+from ducc.repository.verify import verify
+from ducc.service.signals import installed
 
 repair_option = click.option(
     "--repair",
@@ -34,9 +35,9 @@ repair_option = click.option(
 def run_conversion(
     wishlist: Wishlist, kw: dict[str, Any], *, dry_run: bool, as_json: bool, attempts: int = 1
 ) -> int:
-    converter = build_converter(kw, dry_run=dry_run)
+    converter, state = build_converter(kw, dry_run=dry_run)
     try:
-        with INTERRUPTS.installed(), converter.registries:
+        with installed(), converter.registries:
             report = converter.run(wishlist)
             for _ in range(attempts - 1):  # DUCC's convert-single-image -r/--attempts
                 if not report.failures:
@@ -46,8 +47,8 @@ def run_conversion(
         click.echo(f"{exc.message}; nothing to do", err=True)
         return ExitCode.OK
     finally:
-        if converter.state is not None:
-            converter.state.close()
+        if state is not None:
+            state.close()
     render_report(report, as_json=as_json)
     return ExitCode.FAILED if report.failures else ExitCode.OK
 

@@ -16,16 +16,17 @@ from ducc.cli.group import cli
 from ducc.cli.ops import _repo, run_prune
 from ducc.cli.options import publisher_options
 from ducc.errors import ExitCode, InputError
-from ducc.expansion import Expansion, expand_all
-from ducc.layout import Layout
-from ducc.platform import Platform
-from ducc.podman import PodmanStore
-from ducc.pointers import image_created
-from ducc.products import flat_complete
-from ducc.recipe import Wishlist, load_wishlist
-from ducc.recipe_options import RecipeOptions, ignore_errors_from_environment
-from ducc.reference import TagPattern, parse_reference
+from ducc.oci.platform import Platform
+from ducc.oci.reference import TagPattern, parse_reference
+from ducc.pipeline.expansion import Expansion, expand_all
+from ducc.recipe.model import Wishlist
+from ducc.recipe.options import RecipeOptions, ignore_errors_from_environment
+from ducc.recipe.parser import load_wishlist
 from ducc.registry.manifests import resolve
+from ducc.repository.layout import Layout
+from ducc.repository.podman import PodmanStore
+from ducc.repository.pointers import image_created
+from ducc.repository.products import flat_complete
 
 PRUNE_CONFIG = "ducc-prune.yaml"  # DUCC's default, read from the current directory
 _REMOTE = ("http://", "https://", "git+")

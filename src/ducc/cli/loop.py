@@ -13,12 +13,12 @@ from ducc.cli.compat import recipes_from_environment
 from ducc.cli.convert import recipe_options
 from ducc.cli.group import cli
 from ducc.cli.options import build_converter, conversion_options, publisher_options
-from ducc.daemon import Daemon, LoopOptions
 from ducc.errors import ExitCode, InputError, Interrupted
-from ducc.metrics import METRICS
-from ducc.signals import INTERRUPTS
+from ducc.service import prometheus
+from ducc.service.daemon import Daemon, LoopOptions
+from ducc.service.signals import installed
+from ducc.service.webhook import WebhookServer
 from ducc.units import parse_duration
-from ducc.webhook import WebhookServer
 
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
@@ -92,24 +92,24 @@ def loop(recipes: tuple[str, ...], strict: bool, **kw: Any) -> int:
     )
     if options.interval <= 0:
         raise InputError("--interval must be longer than 0")
-    converter = build_converter(kw)
-    daemon = Daemon(paths, converter, options, recipe_options(strict=strict))
+    converter, state = build_converter(kw)
+    daemon = Daemon(paths, converter, options, recipe_options(strict=strict), state)
     warn(daemon.wishlist.warnings)
     servers: list[Any] = []
     try:
         if metrics_listen:
-            servers.append(METRICS.serve(*parse_address(metrics_listen, "--metrics-listen")))
+            servers.append(prometheus.serve(*parse_address(metrics_listen, "--metrics-listen")))
         if webhook_listen:
             host, port = parse_address(webhook_listen, "--webhook-listen")
             secret = read_secret(secret_file)
             servers.append(WebhookServer(host, port, secret, daemon.on_push).start().httpd)
-        with INTERRUPTS.installed(hangup=True), converter.registries:
+        with installed(hangup=True), converter.registries:
             daemon.run()
     except Interrupted as exc:
         click.echo(f"{exc.message}: stopped cleanly", err=True)
     finally:
         for server in servers:
             server.shutdown()
-        if converter.state is not None:
-            converter.state.close()
+        if state is not None:
+            state.close()
     return ExitCode.OK

@@ -11,21 +11,23 @@ from typing import Any
 import click
 
 from ducc.cli.common import open_registries, warn
-from ducc.cli.group import alias, cli
+from ducc.cli.group import cli
 from ducc.cli.options import publisher_options, publisher_settings, state_dir_of
-from ducc.convert import by_repo
 from ducc.errors import ExitCode, InputError
-from ducc.gc import GcOptions, GcReport, collect_garbage
-from ducc.gc_list import read_candidates, write_candidates
-from ducc.layout import Layout
+from ducc.oci.reference import parse_reference
+from ducc.pipeline.convert import by_repo
+from ducc.pipeline.prune import plan_prune
 from ducc.publish.base import Publisher
-from ducc.recipe import CvmfsRepo, Wishlist, cvmfs_repo_problem, load_wishlist
-from ducc.recipe_options import RecipeOptions
-from ducc.reference import parse_reference
-from ducc.signals import INTERRUPTS
-from ducc.state import State
+from ducc.recipe.model import CvmfsRepo, Wishlist, cvmfs_repo_problem
+from ducc.recipe.options import RecipeOptions
+from ducc.recipe.parser import load_wishlist
+from ducc.repository.gc import GcOptions, GcReport, collect_garbage
+from ducc.repository.gc_list import read_candidates, write_candidates
+from ducc.repository.layout import Layout
+from ducc.repository.unpublish import delete_image, prune
+from ducc.service.signals import installed
+from ducc.service.state import State
 from ducc.units import human_bytes, parse_grace_period
-from ducc.unpublish import delete_image, plan_prune, prune
 
 
 def _repo(text: str) -> CvmfsRepo:
@@ -158,7 +160,7 @@ def gc(
         only=only,
     )
     publisher = _published(publisher_settings(kw, quiet=True).make(_repo(repository)), repository)
-    with INTERRUPTS.installed():
+    with installed():
         report = collect_garbage(publisher, options)
     if db_path is not None and not delete_only:
         write_candidates(db_path, report)
@@ -201,7 +203,7 @@ def run_prune(wishlist: Wishlist, kw: dict[str, Any], dry_run: bool) -> int:
     """Prune every repository the wishlist names; print what goes and what stays."""
     warn(wishlist.warnings)
     settings = publisher_settings(kw, quiet=True)
-    with INTERRUPTS.installed(), open_registries() as registries:
+    with installed(), open_registries() as registries:
         for repo, wishes in by_repo(wishlist.wishes).items():
             refused = [r for r in wishlist.refused if r.cvmfs_repo == repo]
             publisher = _published(settings.make(repo), repo)
@@ -241,13 +243,10 @@ def delete_image_command(
         raise click.UsageError("give IMAGE with --repo REPO, or REPO IMAGE")
     ref = parse_reference(image)
     publisher = _published(publisher_settings(kw, quiet=True).make(_repo(repository)), repository)
-    with INTERRUPTS.installed(), publisher.session(wait=kw["wait"]):
+    with installed(), publisher.session(wait=kw["wait"]):
         found = delete_image(publisher, ref.simple_name, dry_run=dry_run)
     if not found:
         click.echo(f"{ref.simple_name} is not published in {repository}", err=True)
         return ExitCode.FAILED
     click.echo(f"{'would unpublish' if dry_run else 'unpublished'} {ref.simple_name}")
     return ExitCode.OK
-
-
-alias("garbage-collection", "gc")

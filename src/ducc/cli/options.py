@@ -15,13 +15,12 @@ from ducc import log
 from ducc.cli.common import open_registries, platform_option
 from ducc.cli.compat import downloads_from_temporary
 from ducc.cli.group import global_downloads_dir, temporary_dir
-from ducc.convert import Converter, ConvertOptions
 from ducc.errors import InputError
-from ducc.layers import Limits
-from ducc.layers.limits import GIB
-from ducc.products import BuildOptions
+from ducc.layers.limits import GIB, Limits
+from ducc.pipeline.builder import BuildOptions
+from ducc.pipeline.convert import Converter, ConvertOptions
 from ducc.publish.factory import PublisherKind, PublisherSettings, default_kind
-from ducc.state import State, default_state_dir
+from ducc.service.state import State, default_state_dir
 from ducc.units import parse_duration, parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -249,8 +248,9 @@ def publisher_settings(kw: dict[str, Any], *, quiet: bool = False) -> PublisherS
     )
 
 
-def build_converter(kw: dict[str, Any], *, dry_run: bool = False) -> Converter:
-    """A converter from the shared options (the CLI's one place for settings)."""
+def build_converter(kw: dict[str, Any], *, dry_run: bool = False) -> tuple[Converter, State | None]:
+    """A converter from the shared options (the CLI's one place for settings), and the local
+    state it records into (none for a dry run; the caller closes it)."""
     if kw.pop("skip_layers", False):
         click.echo(f"warning: {SKIP_LAYERS_NOTE}", err=True)
     settings = publisher_settings(kw, quiet=dry_run)
@@ -283,4 +283,4 @@ def build_converter(kw: dict[str, Any], *, dry_run: bool = False) -> Converter:
         or settings.state_dir / "downloads"
     )
     state = None if dry_run else State(settings.state_dir)
-    return Converter(open_registries(), settings.make, downloads, options, state)
+    return Converter(open_registries(), settings.make, downloads, options, state), state

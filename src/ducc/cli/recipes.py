@@ -1,25 +1,31 @@
-"""Commands about recipes and references: check, check-image-syntax, expand, download-manifest."""
+"""Commands about recipes and references: check, check-image-syntax, expand, download-manifest.
+
+`check` and `check-image-syntax` read files and text only; the commands that ask a registry
+import the registry client when they run."""
 
 from __future__ import annotations
 
 import json
 import os
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ducc import log
 from ducc.cli.common import open_registries, platform_option, warn
 from ducc.cli.compat import USERNAME_IGNORED
-from ducc.cli.group import alias, cli
+from ducc.cli.group import cli
 from ducc.errors import ExitCode
-from ducc.expansion import Expansion, expand_all
-from ducc.platform import Platform
-from ducc.recipe import Wishlist, load_wishlist
-from ducc.recipe_options import RecipeOptions, ignore_errors_from_environment
-from ducc.reference import Reference, parse_reference
-from ducc.registry.manifests import ResolvedImage, resolve
+from ducc.oci.platform import Platform
+from ducc.oci.reference import Reference, parse_reference
+from ducc.recipe.model import Wishlist
+from ducc.recipe.options import RecipeOptions, ignore_errors_from_environment
+from ducc.recipe.parser import load_wishlist
+
+if TYPE_CHECKING:
+    from ducc.pipeline.expansion import Expansion
+    from ducc.registry.manifests import ResolvedImage
 
 
 def _wishlist_summary(wishlist: Wishlist) -> dict[str, Any]:
@@ -131,6 +137,8 @@ def expand(
     items = [(w.reference, w.ignore_errors) for w in wishlist.wishes]
     items += [(parse_reference(text), False) for text in images]
     labels = [f"{w.location}: {w.input}" for w in wishlist.wishes] + list(images)
+    from ducc.pipeline.expansion import expand_all
+
     with open_registries() as registries:
         results = expand_all(registries, items, concurrency=jobs)
     _render_expansions(results, labels, wishlist.warnings, as_json)
@@ -184,6 +192,8 @@ def download_manifest(
     if username is not None:
         warn([USERNAME_IGNORED])
     ref = parse_reference(image)
+    from ducc.registry.manifests import resolve
+
     with open_registries() as registries:
         resolved = resolve(registries.client(ref), ref, platform=platform, multi_arch=multi_arch)
     click.echo(json.dumps(_manifest_document(ref, resolved), indent=2))
@@ -212,8 +222,3 @@ def _manifest_document(ref: Reference, resolved: list[ResolvedImage]) -> dict[st
             for item in resolved
         ],
     }
-
-
-alias("check-image", "check-image-syntax")
-alias("image-check", "check-image-syntax")
-alias("get-manifest", "download-manifest")

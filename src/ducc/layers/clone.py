@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ducc.errors import LayerError
+from ducc.interrupts import INTERRUPTS
 from ducc.layers.metadata import xattr_allowed
-from ducc.signals import INTERRUPTS
 
 
 @dataclass(frozen=True, slots=True)

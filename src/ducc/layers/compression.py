@@ -14,9 +14,9 @@ from typing import Any, cast
 
 import zstandard
 
-from ducc.digest import BinaryReadable
 from ducc.errors import HostileLayer, VerificationError
-from ducc.oci import Compression, layer_compression
+from ducc.oci.digest import BinaryReadable
+from ducc.oci.model import Compression, layer_compression
 
 _igzip: ModuleType | None
 try:  # ISA-L inflates about twice as fast as zlib; optional at run time.

@@ -12,10 +12,10 @@ import queue
 import threading
 from dataclasses import dataclass
 
-from ducc.digest import BinaryReadable, Digest, VerifyingReader
 from ducc.errors import DigestMismatch, SizeMismatch
 from ducc.layers.compression import CHUNK, Decompressed, compression_for
-from ducc.oci import Compression
+from ducc.oci.digest import BinaryReadable, Digest, VerifyingReader
+from ducc.oci.model import Compression
 
 # A stand-in expectation when the caller knows no digest: VerifyingReader still hashes and
 # counts, and `verify()` is simply never called on it.

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ducc.digest import BinaryReadable
 from ducc.errors import HostileLayer, MalformedLayer
 from ducc.layers.limits import Limits
+from ducc.oci.digest import BinaryReadable
 
 BLOCK = tarfile.BLOCKSIZE
 CHUNK = 1 << 20

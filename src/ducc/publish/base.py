@@ -19,6 +19,11 @@ from typing import Protocol
 from ducc.layers.limits import Limits
 from ducc.layers.stream import LayerDigests, LayerStream
 
+# CernVM-FS makes a directory holding this file the root of a nested catalog; every
+# publisher writes one into each product and product parent (`Publisher.directories`), so
+# the repository model reads it too (a chain is complete when its marker is there).
+CATALOG_MARKER = ".cvmfscatalog"
+
 
 class LayerOpener(Protocol):
     """Opens a fresh, verifying stream over one layer (called once per use)."""

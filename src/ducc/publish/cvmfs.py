@@ -21,12 +21,11 @@ from typing import IO, BinaryIO, cast
 
 from ducc import log
 from ducc.errors import DuccError, PublishError, RepositoryBusy
+from ducc.interrupts import INTERRUPTS
 from ducc.layers.rebuild import RebuildStats, rebuild_tar
-from ducc.layout import CATALOG_MARKER
-from ducc.publish.base import Ingested, LayerOpener
+from ducc.publish.base import CATALOG_MARKER, Ingested, LayerOpener
 from ducc.publish.cvmfs_server import CvmfsServer
 from ducc.publish.records import Lock, TransactionRecord, TransactionRecords
-from ducc.signals import INTERRUPTS
 
 _log = log.get("publish.cvmfs")
 

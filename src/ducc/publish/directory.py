@@ -19,12 +19,17 @@ from ducc.files import exchange
 from ducc.layers.apply import ApplyMode, apply_layer
 from ducc.layers.clone import clone_tree
 from ducc.layers.stage import remove_tree, staged
-from ducc.layout import CATALOG_MARKER, CHAINS, FLAT, LAYERS
-from ducc.publish.base import Ingested, LayerOpener
+from ducc.publish.base import CATALOG_MARKER, Ingested, LayerOpener
 from ducc.publish.records import Lock
 
 _log = log.get("publish.directory")
 STAGING = re.compile(r"^\..+\.tmp-[A-Za-z0-9_]+$")
+# Where products are staged, as (top directory of the repository, depth below it): chains,
+# flat trees and layer directories two levels down (`.chains/<xx>/<hex>`), a layer's
+# `layerfs` one deeper. The names are the repository layout's (`ducc.repository.layout`,
+# which sits above the publishers); tests/unit/test_publish_directory_staging.py keeps them
+# equal.
+STAGED = ((".layers", 2), (".layers", 3), (".chains", 2), (".flat", 2))
 
 
 class DirectoryPublisher:
@@ -59,11 +64,8 @@ class DirectoryPublisher:
         This runs at every session and the repository only grows, so the scan walks names
         one directory at a time instead of holding a path for every product at once.
         """
-        scans = [(self.root / top, 2) for top in (LAYERS, CHAINS, FLAT)]
-        # a layer's `layerfs` is staged one level deeper, inside `.layers/<xx>/<hex>/`
-        scans.append((self.root / LAYERS, 3))
-        for top, depth in scans:
-            for candidate in _staging_below(os.fspath(top), depth):
+        for top, depth in STAGED:
+            for candidate in _staging_below(os.fspath(self.root / top), depth):
                 _log.info("stale_staging_removed", path=candidate)
                 remove_tree(Path(candidate))
 

@@ -12,7 +12,7 @@ from ducc.publish.base import Publisher
 from ducc.publish.cvmfs import CvmfsPublisher
 from ducc.publish.cvmfs_server import EXECUTABLE, CvmfsServer
 from ducc.publish.directory import DirectoryPublisher
-from ducc.recipe import CvmfsRepo
+from ducc.recipe.model import CvmfsRepo
 
 _log = log.get("publish")
 

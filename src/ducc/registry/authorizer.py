@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 from ducc.errors import AuthError, RegistryError
@@ -18,12 +19,37 @@ from ducc.log import hide
 from ducc.registry.auth import Challenge, TokenCache, TokenKey, parse_challenges
 from ducc.registry.credentials import Credential, CredentialStore
 from ducc.registry.faults import error_from_response, read_body
+from ducc.registry.pace import NO_DEADLINE, Pace
 
 if TYPE_CHECKING:
-    from ducc.registry.client import RegistryClient
+    import requests
 
 MAX_TOKEN_BODY = 1024 * 1024
 _NOT_PROBED = Challenge("not-probed")
+
+
+class Exchange(Protocol):
+    """What the authorizer asks of its registry client (`RegistryClient` is one): the host,
+    one HTTP exchange outside the auth and retries, and the client's deadlines."""
+
+    scheme: str
+    api_host: str
+
+    def absolute(self, target: str) -> str: ...
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        auth: Any = None,
+        deadline: float | None = None,
+    ) -> requests.Response: ...
+
+    def deadline_from_now(self) -> float: ...
+
+    def pace(self, what: str, deadline: float = NO_DEADLINE) -> Pace: ...
 
 
 class Authorizer:
@@ -31,7 +57,7 @@ class Authorizer:
 
     def __init__(
         self,
-        client: RegistryClient,
+        client: Exchange,
         *,
         credentials: CredentialStore,
         tokens: TokenCache,

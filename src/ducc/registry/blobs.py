@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import requests
 
 from ducc import log
-from ducc.digest import VerifyingReader
 from ducc.errors import (
     Interrupted,
     ManifestError,
@@ -29,13 +28,14 @@ from ducc.errors import (
     TransferTooSlow,
     TransientError,
 )
-from ducc.oci import Descriptor
+from ducc.interrupts import INTERRUPTS
+from ducc.oci.digest import VerifyingReader
+from ducc.oci.model import Descriptor
 from ducc.progress import CountingReader
 from ducc.registry.client import RegistryClient
 from ducc.registry.faults import READ_FAULTS
 from ducc.registry.pace import Pace, read_some, socket_of
 from ducc.registry.watch import watching
-from ducc.signals import INTERRUPTS
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer

@@ -26,15 +26,16 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from ducc import __version__, log
+from ducc import log
 from ducc.errors import (
     DeadlineExceeded,
     Interrupted,
     RegistryError,
     TransientError,
 )
+from ducc.interrupts import INTERRUPTS, SLICE, interruptible_sleep
 from ducc.metrics import METRICS
-from ducc.reference import Reference
+from ducc.oci.reference import Reference
 from ducc.registry.auth import TokenCache
 from ducc.registry.authorizer import Authorizer
 from ducc.registry.credentials import CredentialStore
@@ -44,31 +45,13 @@ from ducc.registry.faults import (
 )
 from ducc.registry.pace import NO_DEADLINE, Pace
 from ducc.registry.proxies import Proxy
+from ducc.registry.session import new_session
+from ducc.registry.settings import RegistrySettings
 from ducc.registry.timing import Budget, Timing
-from ducc.registry.watch import Watched, WatchedAdapter, fired, request_deadline
-from ducc.signals import INTERRUPTS, SLICE, interruptible_sleep
+from ducc.registry.watch import Watched, fired, request_deadline
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True, slots=True)
-class RegistrySettings:
-    connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    # A request with all its attempts and backoffs, until its answer is complete (a blob's
-    # body instead must keep up `min_rate`, however long it is).
-    deadline: float = 120.0
-    min_rate: float = 1024.0  # bytes/s every body must reach over `rate_window`; 0: no check
-    rate_window: float = 30.0
-    retry_attempts: int = 5  # attempts in all, for transient faults only
-    backoff_initial: float = 1.0
-    backoff_cap: float = 60.0
-    max_wait: float = 300.0  # Retry-After and rate-limit waits obeyed per request; beyond: fail
-    max_concurrent: int = 5  # requests in flight per registry
-    page_cap: int = 500  # tag list pages
-    tags_page_size: int | None = None  # `n` on the first tag list request; None: registry's
-    user_agent: str = f"ducc/{__version__}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,20 +62,6 @@ class Fetched:
     headers: Mapping[str, str]
     body: bytes
     url: str
-
-
-class _RegistrySession(requests.Session):
-    """A session that drops `Authorization` on any redirect leaving the origin (a CDN gets
-    no registry token, distribution-spec "API") and never adds netrc credentials."""
-
-    def rebuild_auth(self, prepared_request: Any, response: requests.Response) -> None:
-        old, new = urlsplit(response.request.url or ""), urlsplit(prepared_request.url or "")
-        if (old.scheme, old.netloc) != (new.scheme, new.netloc):
-            prepared_request.headers.pop("Authorization", None)
-
-
-def _no_netrc(request: Any) -> Any:
-    return request
 
 
 class RegistryClient:
@@ -342,18 +311,6 @@ class RegistryClient:
 
 def _with_auth(headers: dict[str, str], authorization: str | None) -> dict[str, str]:
     return {**headers, "Authorization": authorization} if authorization else headers
-
-
-def new_session(settings: RegistrySettings) -> requests.Session:
-    """The HTTP session a registry client uses (a `Registries` session_factory may wrap it)."""
-    session = _RegistrySession()
-    session.auth = _no_netrc
-    session.headers["User-Agent"] = settings.user_agent
-    pool = max(10, 2 * settings.max_concurrent)
-    adapter = WatchedAdapter(pool_connections=4, pool_maxsize=pool, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session
 
 
 class Registries:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ducc import log
 from ducc.errors import CredentialsInvalid
-from ducc.reference import DOCKER_HUB_ALIASES
+from ducc.oci.reference import DOCKER_HUB_ALIASES
 from ducc.registry.helpers import Answer, CredentialHelper, HelperAnswers
 from ducc.registry.proxies import parse_proxy
 

@@ -26,9 +26,9 @@ from ducc.errors import (
     RegistryError,
     TransientError,
 )
+from ducc.interrupts import INTERRUPTS
 from ducc.registry.pace import NO_DEADLINE, Pace, read_some, socket_of
 from ducc.registry.watch import Watched, watching
-from ducc.signals import INTERRUPTS
 
 NOT_FOUND_CODES = frozenset({"NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN"})
 AUTH_CODES = frozenset({"UNAUTHORIZED", "DENIED"})

@@ -12,9 +12,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ducc import log
-from ducc.digest import Digest, digest_problem
 from ducc.errors import DigestMismatch, ManifestError, NoMatchingPlatform, SizeMismatch
-from ducc.oci import (
+from ducc.oci.digest import Digest, digest_problem
+from ducc.oci.model import (
     MANIFEST_ACCEPT,
     MANIFEST_TYPES,
     MAX_CONFIG_BYTES,
@@ -28,8 +28,8 @@ from ducc.oci import (
     parse_config,
     parse_manifest,
 )
-from ducc.platform import DEFAULT_PLATFORM, Platform
-from ducc.reference import Reference
+from ducc.oci.platform import DEFAULT_PLATFORM, Platform
+from ducc.oci.reference import Reference
 from ducc.registry.blobs import read_blob
 from ducc.registry.client import RegistryClient
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ducc.errors import CredentialsInvalid
-from ducc.reference import DOCKER_HUB_ALIASES
+from ducc.oci.reference import DOCKER_HUB_ALIASES
 
 _HOST = re.compile(r"[A-Za-z0-9.-]+(?::\d{1,5})?|\[[0-9A-Fa-f:.]+\](?::\d{1,5})?")
 _PATH = re.compile(r"[a-z0-9._-]+(?:/[a-z0-9._-]+)*")

@@ -14,7 +14,7 @@ import requests
 
 from ducc import log
 from ducc.errors import BadReference, NoMatchingTags, RegistryError
-from ducc.reference import Reference, TagPattern, parse_reference
+from ducc.oci.reference import Reference, TagPattern, parse_reference
 from ducc.registry.client import RegistryClient
 
 MAX_TAGS_PAGE_BYTES = 16 * 1024 * 1024

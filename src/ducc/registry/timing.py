@@ -7,7 +7,7 @@ exhausted pull limit) moves the deadline on and counts against `max_wait` instea
 per request. A request that runs out of time raises `DeadlineExceeded`; one that used up a
 whole request deadline marks the registry stalled for one more deadline, and requests sent
 meanwhile fail at once (`RegistryStalled`). Sleeps end within a fraction of a second of
-SIGTERM (`signals.interruptible_sleep`).
+SIGTERM (`ducc.interrupts.interruptible_sleep`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 import tenacity
@@ -27,9 +27,7 @@ from ducc.errors import DeadlineExceeded, RateLimited, RegistryStalled, Transien
 from ducc.metrics import METRICS
 from ducc.registry.faults import parse_rate_limit, rate_limit_remaining
 from ducc.registry.pace import DEADLINE_HINT, NO_DEADLINE, Pace
-
-if TYPE_CHECKING:
-    from ducc.registry.client import RegistrySettings
+from ducc.registry.settings import RegistrySettings
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]

@@ -25,7 +25,7 @@ import requests
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ducc.signals import INTERRUPTS, SLICE
+from ducc.interrupts import INTERRUPTS, SLICE
 
 
 @dataclass(slots=True)
