@@ -65,7 +65,8 @@ def apply_layer(
     except WriteFailed as exc:
         raise LayerError(f"layer {name}: entry {exc.entry!r}: {exc.error}") from exc
     except OSError as exc:
-        raise LayerError(f"layer {name}: entry {applier.entry!r}: {exc}") from exc
+        at = (second or applier).entry  # a twin meets each entry first
+        raise LayerError(f"layer {name}: entry {at!r}: {exc}") from exc
     finally:
         stream.close()
     applier.metadata.report()
