@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from ducc.cli.group import cli
+from ducc.cli.limits import limits_of
 from ducc.cli.main import main
-from ducc.cli.options import limits_of
 from ducc.layers.limits import Limits
 
 COMMANDS = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,13 +14,13 @@ from ducc import log
 from ducc.cli.common import open_registries, platform_option
 from ducc.cli.compat import downloads_from_temporary
 from ducc.cli.group import global_downloads_dir, temporary_dir
+from ducc.cli.limits import apply_options, limit_options, limits_of
 from ducc.errors import InputError
-from ducc.layers.limits import GIB, Limits
 from ducc.pipeline.builder import BuildOptions
 from ducc.pipeline.convert import Converter, ConvertOptions
 from ducc.publish.factory import PublisherKind, PublisherSettings, default_kind
 from ducc.service.state import State, default_state_dir
-from ducc.units import parse_duration, parse_size
+from ducc.units import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 _log = log.get("cli")
@@ -31,13 +30,9 @@ SKIP_LAYERS_NOTE = (
 )
 
 
-def _apply(func: F, options: list[Callable[[F], F]]) -> F:
-    return functools.reduce(lambda f, option: option(f), reversed(options), func)
-
-
 def publisher_options(func: F) -> F:
     """Where and how to publish (every command that writes into a repository)."""
-    return _apply(
+    return apply_options(
         func,
         [
             click.option(
@@ -77,16 +72,6 @@ def publisher_options(func: F) -> F:
     )
 
 
-def _size(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
-    try:
-        count = parse_size(value)
-    except InputError as exc:
-        raise click.BadParameter(exc.message) from None
-    if count < 1:
-        raise click.BadParameter("must be at least 1 byte")
-    return count
-
-
 def _deadline(ctx: click.Context, param: click.Parameter, value: str) -> float:
     """A duration > 0; from the environment, the message names the variable."""
     try:
@@ -102,50 +87,9 @@ def _deadline(ctx: click.Context, param: click.Parameter, value: str) -> float:
     raise click.BadParameter(problem)
 
 
-def limit_options(func: F) -> F:
-    """Caps on one layer: a layer beyond any of them is refused as hostile (tar bombs)."""
-    default = Limits()
-    return _apply(
-        func,
-        [
-            click.option(
-                "--max-layer-entries",
-                type=click.IntRange(min=1),
-                default=default.max_entries,
-                show_default=True,
-                help="Refuse a layer with more tar entries than this.",
-            ),
-            click.option(
-                "--max-layer-bytes",
-                callback=_size,
-                metavar="SIZE",
-                default=f"{default.max_bytes // GIB}G",
-                show_default=True,
-                help="Refuse a layer whose tar stream expands beyond SIZE (bytes, or 64M, 2G).",
-            ),
-            click.option(
-                "--max-path-length",
-                type=click.IntRange(min=1),
-                default=default.max_path,
-                show_default=True,
-                help="Refuse a layer with a name or link target longer (bytes) than this.",
-            ),
-        ],
-    )
-
-
-def limits_of(kw: dict[str, Any]) -> Limits:
-    """The layer caps from `limit_options` (removed from `kw`)."""
-    return Limits(
-        max_entries=kw.pop("max_layer_entries"),
-        max_bytes=kw.pop("max_layer_bytes"),
-        max_path=kw.pop("max_path_length"),
-    )
-
-
 def conversion_options(func: F) -> F:
     """What to build (convert, convert-single-image, loop); DUCC's names where it has them."""
-    return _apply(
+    return apply_options(
         func,
         [
             click.option(

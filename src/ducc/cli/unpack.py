@@ -9,7 +9,7 @@ import click
 
 from ducc.cli.common import open_registries, platform_option
 from ducc.cli.group import cli
-from ducc.cli.options import limit_options, limits_of
+from ducc.cli.limits import limit_options, limits_of
 from ducc.oci.platform import Platform
 from ducc.oci.reference import parse_reference
 from ducc.pipeline.unpack import UnpackedImage, unpack_image
