@@ -37,7 +37,7 @@ from tests.support.images import make_image, write_oci_layout
 from tests.support.registry import LocalRegistry, available
 
 PYTHON = sys.executable
-DUCC = str(Path(PYTHON).parent / "ducc")
+DUCC = [PYTHON, "-m", "ducc"]  # also runs an older tree on PYTHONPATH (`--before` figures)
 REPOSITORY, TAG = "bench/debian", "stable"
 
 
@@ -75,9 +75,9 @@ def commands(work: Path, blobs: list[Path], host: str) -> dict[str, tuple[list[s
         f" oci:{dest / 'layout'}:{TAG}"
         f" && umoci unpack --image {dest / 'layout'}:{TAG} {dest / 'bundle'}"
     )
-    convert = [DUCC, "convert", str(recipe), "--publisher", "dir", "--root", str(dest / "repo")]
+    convert = [*DUCC, "convert", str(recipe), "--publisher", "dir", "--root", str(dest / "repo")]
     return {
-        "ducc unpack": ([DUCC, "unpack", image, str(dest / "rootfs")], dest),
+        "ducc unpack": ([*DUCC, "unpack", image, str(dest / "rootfs")], dest),
         "GNU tar -xzf": (["sh", "-c", f"mkdir {dest / 'rootfs'} && {untar}"], dest),
         "umoci unpack": (
             ["umoci", "unpack", "--image", f"{work / 'layout'}:{TAG}", str(dest / "bundle")],

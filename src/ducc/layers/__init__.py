@@ -2,9 +2,9 @@
 
 Plain streams and paths in, trees out; no registry or publisher knowledge. See `apply`
 (changeset and literal application, one tree or a layer tree and its chain in one pass;
-`applier` does the work, `writer` writes the files in a thread of its own), `stream` (one
-verified pass per layer), `stage` (products appear only when complete), `clone` (hard-link
-copies for chains) and `rebuild` (a clean tar for `cvmfs_server ingest`).
+`applier` does the work), `stream` (one verified pass per layer), `stage` (products appear
+only when complete), `clone` (hard-link copies for chains) and `rebuild` (a clean tar for
+`cvmfs_server ingest`).
 
 By the package order it may import the leaf modules, `oci`, `recipe` and `registry`; it
 uses only the first two.

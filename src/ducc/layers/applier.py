@@ -1,14 +1,12 @@
 """The applier behind `apply.apply_layer`: one layer's entries applied to one tree, with
 OCI changeset semantics or literally; a twin applier takes a second tree along in the same
-pass. Every write stays inside the tree (paths.py); new files are written by the writer
-thread (writer.py).
+pass. Every write stays inside the tree (paths.py).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,6 @@ from ducc.layers.stats import ApplyMode, ApplyStats, Counts
 from ducc.layers.stream import LayerDigests
 from ducc.layers.tarstream import OPAQUE, WHITEOUT, Entry, Kind, TarReader
 from ducc.layers.whiteout import Upper, Whiteouts
-from ducc.layers.writer import FileWriter, WriteFailed
 
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DEVICES = {Kind.CHAR: stat.S_IFCHR, Kind.BLOCK: stat.S_IFBLK, Kind.FIFO: stat.S_IFIFO}
@@ -41,10 +38,6 @@ class _Copy:
     applier: Applier
     fd: int
 
-    @property
-    def target(self) -> tuple[FileWriter, int]:
-        return self.applier.writer, self.fd
-
 
 class Applier:
     def __init__(
@@ -55,7 +48,6 @@ class Applier:
         self.layer = layer
         self.privileged = os.geteuid() == 0 if privileged is None else privileged
         self.metadata = Metadata(privileged=self.privileged, layer=layer)
-        self.writer = FileWriter(Metadata(privileged=self.privileged, layer=layer))
         self._handlers: dict[Kind, Callable[[Entry, str, TarReader], None]] = {
             Kind.DIRECTORY: self._directory,
             Kind.SYMLINK: self._symlink,
@@ -152,41 +144,29 @@ class Applier:
     # -- entries -----------------------------------------------------------------------
 
     def _file(self, entry: Entry, rel: str, reader: TarReader, copy: _Copy | None = None) -> None:
-        """Created here, written and closed by the writer thread (see writer.py); the data
-        goes to `copy` as well."""
-        fd = self._new_file(rel)
-        targets = [(self.writer, fd)] if copy is None else [(self.writer, fd), copy.target]
-        size = 0
+        """A new file with the entry's data and attributes; the data goes to `copy` too."""
+        fds = [self._new_file(rel)]
+        if copy is not None:
+            fds.append(copy.fd)
         try:
+            size = 0
             for view in reader.chunks():
-                for writer, out in targets:
-                    writer.data(out, view, self.entry)
+                for fd in fds:
+                    left = view
+                    while left:
+                        left = left[os.write(fd, left) :]
                 size += len(view)
-        except BaseException:
-            for writer, out in targets:
-                writer.done(out, None, self.entry)
-            raise
-        for writer, out in targets:
-            writer.done(out, entry.info, self.entry)
+            self.metadata.file(fds[0], entry.info)
+            if copy is not None:
+                copy.applier.metadata.file(copy.fd, entry.info)
+        finally:
+            for fd in fds:
+                os.close(fd)
         self.counts.bytes += size
         self.counts.files += 1
         if copy is not None:
             copy.applier.counts.bytes += size
             copy.applier.counts.files += 1
-
-    def finish_writes(self) -> None:
-        """Wait for the writer thread; its first failure is raised unless one already is
-        (a refused layer reports its refusal, not a write that followed)."""
-        failing = sys.exc_info()[1] is not None
-        try:
-            self.writer.close()
-        except WriteFailed:
-            if not failing:
-                raise
-        finally:
-            mine, theirs = self.metadata.skipped, self.writer.metadata.skipped
-            mine.owners += theirs.owners
-            mine.xattrs += theirs.xattrs
 
     def _directory(self, entry: Entry, rel: str, reader: TarReader) -> None:
         path = self.resolver.path(rel)

@@ -18,7 +18,6 @@ from ducc.layers.limits import Limits
 from ducc.layers.stats import ApplyMode, ApplyStats
 from ducc.layers.stream import READ_AHEAD_BYTES, LayerStream
 from ducc.layers.tarstream import TarReader
-from ducc.layers.writer import WriteFailed
 
 __all__ = ["ApplyMode", "ApplyStats", "apply_layer"]
 
@@ -52,18 +51,11 @@ def apply_layer(
     applier = Applier(os.fspath(root), mode, name, lower, privileged)
     second = Applier(os.fspath(twin), ApplyMode.CHANGESET, name, None, privileged) if twin else None
     try:
-        try:
-            applier.run(reader, second)
-        finally:
-            applier.finish_writes()
-            if second is not None:
-                second.finish_writes()
+        applier.run(reader, second)
         digests = stream.finish()
     except (MalformedLayer, VerificationError) as exc:
         stream.check_download(exc)
         raise
-    except WriteFailed as exc:
-        raise LayerError(f"layer {name}: entry {exc.entry!r}: {exc.error}") from exc
     except OSError as exc:
         at = (second or applier).entry  # a twin meets each entry first
         raise LayerError(f"layer {name}: entry {at!r}: {exc}") from exc
