@@ -2,7 +2,8 @@
 
 The images are generated from this machine's files: a Debian-style root filesystem (dash,
 coreutils' echo, cat and ls with their libraries) plus a small application layer. Used by
-`scripts/setup` so that `ducc convert recipes/local-demo.yaml --publisher dir` has something to publish.
+`scripts/setup` so that `ducc convert recipes/local-demo.yaml --publisher dir` has something
+to publish.
 """
 
 from __future__ import annotations
