@@ -184,18 +184,11 @@ class ImageBuilder:
         decompression; each tree written with files of its own)."""
         chain = self.layout.chain_dir(plan.chain)
         self._remove_incomplete(chain)
-        below = self.layout.chain_dir(plans[plan.index - 1].chain) if plan.index else None
-        layerfs = self.layout.layerfs(plan.blob)
+        below = self._chain_below(plans, plan)  # complete: built or found before this one
         with self.publisher.product(chain, template=below) as tree:
-            with self.tracked(plan, "ingest") as layer:
-                ingested[plan.blob] = self.publisher.ingest_layer(
-                    layerfs, layer, below, replace=self.options.overwrite_layers, chain=tree
-                )
+            self._ingest(plan, below, stats, ingested, chain=tree)
             _new_marker(tree)
-        stats.layers_ingested += 1
-        stats.chains_built += 1
-        METRICS.inc("ducc_layers_ingested_total")
-        _log.info("chain_built", chain=str(plan.chain), layer=str(plan.blob), with_ingest=True)
+        self._chain_done(plan, stats)
 
     def _parents(self, chains: list[LayerPlan], flat: Path) -> list[Path]:
         """The directories the products hang from, top first: each its own catalog."""
@@ -215,11 +208,21 @@ class ImageBuilder:
             stats.layers_reused += 1
             METRICS.inc("ducc_layers_reused_total")
             return
+        self._ingest(plan, self._chain_below(plans, plan), stats, ingested)
+
+    def _ingest(
+        self,
+        plan: LayerPlan,
+        lower: Path | None,
+        stats: BuildStats,
+        ingested: dict[Digest, Ingested],
+        *,
+        chain: Path | None = None,
+    ) -> None:
         layerfs = self.layout.layerfs(plan.blob)
-        lower = self._chain_below(plans, plan)
         with self.tracked(plan, "ingest") as layer:
             ingested[plan.blob] = self.publisher.ingest_layer(
-                layerfs, layer, lower, replace=self.options.overwrite_layers
+                layerfs, layer, lower, replace=self.options.overwrite_layers, chain=chain
             )
         stats.layers_ingested += 1
         METRICS.inc("ducc_layers_ingested_total")
@@ -251,6 +254,9 @@ class ImageBuilder:
             if template is None or plan.index > 0:
                 self._apply(plan, tree)
             _new_marker(tree)
+        self._chain_done(plan, stats)
+
+    def _chain_done(self, plan: LayerPlan, stats: BuildStats) -> None:
         stats.chains_built += 1
         _log.info("chain_built", chain=str(plan.chain), layer=str(plan.blob))
 
