@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ducc.oci.reference import parse_reference
+from ducc.pipeline.convert import in_shard
 from tests.support.ducc import app_image, app_layer, base_layer, ducc, unique, write_recipe
 from tests.support.images import (
     Image,
@@ -228,14 +230,23 @@ def test_failures_are_reported_and_ignore_errors_keeps_exit_zero(
     assert "missing" in failed["error"]
 
 
+def _shard_sizes(refs: list[str]) -> tuple[int, int]:
+    parsed = [parse_reference(r) for r in refs]
+    first = sum(in_shard(r, (0, 2)) for r in parsed)
+    return first, len(parsed) - first
+
+
 @pytest.mark.parametrize("target", ["dir", "cvmfs"], indirect=True)  # not about the server
 def test_sharding_splits_images_between_publishers(
     registry: LocalRegistry, target: Target, tmp_path: Path
 ) -> None:
     name = unique("shard")
     pusher = registry.pusher()
-    refs = []
-    for n in range(6):
+    refs: list[str] = []
+    # The split hashes the name, and the name holds a random port: push tags until both
+    # shards have at least two images, so neither side can pass by being empty.
+    while len(refs) < 6 or min(_shard_sizes(refs)) < 2:
+        n = len(refs)
         pusher.image(f"{name}/app", f"t{n}", app_image(f"s{n}"))
         refs.append(f"{registry.url}/{name}/app:t{n}")
     recipe = write_recipe(tmp_path / "r.yaml", target.repo, [f"{registry.url}/{name}/app:t*"])
