@@ -36,7 +36,7 @@ class Broken(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         if self.pos >= self.cut:
             raise ConnectionResetError("connection reset by peer")
-        n = min(len(buffer), self.cut - self.pos, 4096)
+        n = min(len(buffer), self.cut - self.pos, 4096, len(self.data) - self.pos)  # 0: the end
         buffer[:n] = self.data[self.pos : self.pos + n]
         self.pos += n
         return n

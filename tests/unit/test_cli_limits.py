@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import click
 import pytest
 
 from ducc.cli.group import cli
@@ -19,7 +20,9 @@ COMMANDS = {
 
 
 def params(command: str, *options: str) -> dict[str, object]:
-    ctx = cli.commands[command].make_context(command, [*COMMANDS[command], *options])
+    chosen = cli.get_command(click.Context(cli), command)  # imports the command's module
+    assert chosen is not None
+    ctx = chosen.make_context(command, [*COMMANDS[command], *options])
     return dict(ctx.params)
 
 

@@ -21,7 +21,7 @@ from tests.support.images import file, make_layer
 from tests.unit.conftest import FakeTime, MakeRegistries
 
 DATA = os.urandom(200_000)
-CUT = 2 * READ_SIZE  # a break after two whole reads
+CUT = 131_072  # the connection breaks after 128 KiB of the 200,000 bytes
 DESCRIPTOR = Descriptor(OCI_LAYER_GZIP, Digest.of(DATA), len(DATA))
 BLOB_URL = f"https://registry.test/v2/team/app/blobs/{DESCRIPTOR.digest}"
 CDN = "https://cdn.test/blob"

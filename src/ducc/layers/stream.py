@@ -2,8 +2,10 @@
 
 raw bytes -> digest and size of the blob -> decompressor (capped) -> diff_id digest -> tar.
 `finish()` drains what the tar reader left and checks both digests; both are computed even
-when nothing is expected, for the layer's metadata. Reading, hashing and decompressing run
-in a helper thread (they release the GIL) while the caller parses and writes the tar.
+when nothing is expected, for the layer's metadata. Two helper threads overlap the work
+with the caller's parsing and writing of the tar: one reads (a download, a file) and hashes
+the blob, the other decompresses and hashes the tar (ISA-L, zstd and hashlib release the
+GIL while they work).
 """
 
 from __future__ import annotations
@@ -41,12 +43,19 @@ READ_AHEAD_BYTES = (READ_AHEAD_DEPTH + 2) * CHUNK
 class ReadAhead:
     """Reads `source` in a helper thread, up to `depth` chunks ahead of the consumer.
 
-    An exception in the thread reaches the consumer at its next read. `close()` stops the
-    thread and waits for it; after that the source belongs to the caller again.
+    An exception in the thread reaches the consumer at its next read. The thread starts at
+    the first read (`lazy`) or at once. `close()` stops the thread and waits for it; after
+    that the source belongs to the caller again.
     """
 
     def __init__(
-        self, source: BinaryReadable, *, chunk: int = CHUNK, depth: int = READ_AHEAD_DEPTH
+        self,
+        source: BinaryReadable,
+        *,
+        chunk: int = CHUNK,
+        depth: int = READ_AHEAD_DEPTH,
+        lazy: bool = False,
+        name: str = "layer-read",
     ) -> None:
         self._source = source
         self._chunk = chunk
@@ -54,8 +63,9 @@ class ReadAhead:
         self._stop = threading.Event()
         self._buffer = b""
         self._eof = False
-        self._thread = threading.Thread(target=self._produce, name="layer-read", daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
+        if not lazy:
+            self._thread.start()
 
     def _produce(self) -> None:
         while not self._stop.is_set():
@@ -80,6 +90,10 @@ class ReadAhead:
         if not self._buffer:
             if self._eof:
                 return b""
+            if self._stop.is_set():
+                raise ValueError("read from a closed read-ahead")
+            if self._thread.ident is None:
+                self._thread.start()
             item = self._queue.get()
             if isinstance(item, BaseException):
                 self._eof = True
@@ -96,6 +110,8 @@ class ReadAhead:
 
     def close(self) -> None:
         self._stop.set()
+        if self._thread.ident is None:
+            return
         while self._thread.is_alive():
             try:
                 self._queue.get(timeout=0.1)
@@ -158,8 +174,10 @@ class LayerStream:
             if blob is not None and blob_verified
             else VerifyingReader(raw, blob or _UNKNOWN, size, f"layer {name}")
         )
+        # The blob is read and hashed in a thread of its own, ahead of the decompressor.
+        self._blob_ahead = ReadAhead(self._blob, lazy=True, name="layer-blob")
         self._decompressed = Decompressed(
-            self._blob, self.compression, name=name, max_bytes=max_bytes
+            self._blob_ahead, self.compression, name=name, max_bytes=max_bytes
         )
         self._tar = VerifyingReader(
             self._decompressed, diff_id or _UNKNOWN, None, f"layer {name} diff_id"
@@ -168,7 +186,7 @@ class LayerStream:
 
     def read(self, n: int = -1, /) -> bytes:
         if self._ahead is None:
-            self._ahead = ReadAhead(self._tar)
+            self._ahead = ReadAhead(self._tar, name="layer-inflate")
         return self._ahead.read(n)
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
@@ -178,6 +196,11 @@ class LayerStream:
 
     def close(self) -> None:
         """Stop reading ahead (after a failure); the stream cannot be read afterwards."""
+        self._close_tar()
+        self._blob_ahead.close()
+
+    def _close_tar(self) -> None:
+        """Stop decompressing ahead; the blob may still be drained (`verify_blob`)."""
         if self._ahead is not None:
             self._ahead.close()
 
@@ -196,8 +219,8 @@ class LayerStream:
         """Read what is left (end-of-archive padding), then check blob and diff_id digests."""
         while self.read(CHUNK):
             pass
-        self.close()
         self.verify_blob()
+        self.close()
         if self._expect_diff:
             self._tar.verify()
         return LayerDigests(self._blob.actual, self._blob.count, self._tar.actual, self._tar.count)
@@ -221,8 +244,9 @@ class LayerStream:
         After a failure inside the tar this tells a damaged download (DigestMismatch, worth
         fetching again) from a layer that is bad as published; it never decompresses more.
         """
-        self.close()
-        self._blob.drain(CHUNK)
+        self._close_tar()
+        while self._blob_ahead.read(CHUNK):
+            pass
         if isinstance(self._blob, VerifyingReader) and self._expect_blob:
             self._blob.verify()
         elif self._size is not None and self._blob.count != self._size:

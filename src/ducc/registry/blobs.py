@@ -35,14 +35,16 @@ from ducc.progress import CountingReader
 from ducc.registry.client import RegistryClient
 from ducc.registry.faults import READ_FAULTS
 from ducc.registry.pace import Pace, read_some, socket_of
-from ducc.registry.watch import watching
+from ducc.registry.watch import Watch
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 CHUNK = 1 << 20
-# Bytes asked of the connection at once: a break loses at most this much progress.
-READ_SIZE = 1 << 16
+# Bytes asked of the connection at once. A read returns what one receive brought (a break
+# loses nothing that arrived); small reads cost interpreter time that the thread applying
+# the layer competes for (64 KiB reads made `ducc unpack` about 0.15 s slower on 66 MB).
+READ_SIZE = 1 << 20
 MAX_RESUMES_WITHOUT_PROGRESS = 3
 MAX_SLOW_ATTEMPTS = 1  # a blob found too slow once is resumed; twice, it fails
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -67,6 +69,7 @@ class _Transfer:
         self._slow_fault: TransferTooSlow | None = None
         self._response: requests.Response | None = None
         self._pace: Pace | None = None
+        self._watch: Watch | None = None  # the socket, shut down at the deadline or a stop
         self._log = log.get("registry").bind(
             registry=client.api_host, digest=str(descriptor.digest)
         )
@@ -92,13 +95,10 @@ class _Transfer:
         INTERRUPTS.check()
         if self._response is None or self._pace is None:
             return None
-        deadline = self._pace.monotonic_deadline()
-        watched = None
         try:
-            with watching(socket_of(self._response), deadline) as watched:
-                data = read_some(self._response.raw, n, decode=False)
+            data = read_some(self._response.raw, n, decode=False)
         except READ_FAULTS as exc:
-            self._broke(watched.fired if watched is not None else None)
+            self._broke(self._watch.fired if self._watch is not None else None)
             self._log.warning("blob_transfer_broke", offset=self.offset, error=type(exc).__name__)
             self._fault = f"{type(exc).__name__}: {log.redact(str(exc))}"
             return None
@@ -158,6 +158,7 @@ class _Transfer:
             raise
         self._response = response
         self._pace = self.client.pace(f"blob {self.descriptor.digest}")
+        self._watch = Watch(socket_of(response), self._pace.monotonic_deadline())
 
     def _check(self, response: requests.Response) -> None:
         size = self.descriptor.size
@@ -180,6 +181,9 @@ class _Transfer:
             raise SizeMismatch(what, size, self.offset + int(length))
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.release()
+            self._watch = None
         if self._response is not None:
             self._response.close()
             self._response = None

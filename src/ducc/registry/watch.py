@@ -90,18 +90,32 @@ _WATCHER = _Watcher()
 _local = threading.local()
 
 
+class Watch:
+    """`sock` watched until `release()`: for a body read in many calls, registered once (a
+    registration wakes the watcher thread, which then competes with the reader)."""
+
+    def __init__(self, sock: Any, deadline: float = float("inf")) -> None:
+        self.entry = Watched(sock, deadline) if isinstance(sock, socket.socket) else None
+        self._key = _WATCHER.add(self.entry) if self.entry is not None else None
+
+    @property
+    def fired(self) -> str | None:
+        return self.entry.fired if self.entry is not None else None
+
+    def release(self) -> None:
+        if self._key is not None:
+            _WATCHER.remove(self._key)
+            self._key = None
+
+
 @contextlib.contextmanager
 def watching(sock: Any, deadline: float = float("inf")) -> Iterator[Watched | None]:
     """Watch `sock` (a socket, or None: nothing to watch) until the block ends."""
-    if not isinstance(sock, socket.socket):
-        yield None
-        return
-    entry = Watched(sock, deadline)
-    key = _WATCHER.add(entry)
+    watch = Watch(sock, deadline)
     try:
-        yield entry
+        yield watch.entry
     finally:
-        _WATCHER.remove(key)
+        watch.release()
 
 
 @contextlib.contextmanager
