@@ -75,6 +75,18 @@ class _Settings:
 
 _pending: list[_Settings] = []  # configured before structlog was imported; applied then
 _loading = threading.Lock()
+_level = logging.NOTSET  # events below it are dropped without importing structlog
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
 
 
 def configure(*, verbosity: int = 0, fmt: LogFormat = "auto", stream: TextIO | None = None) -> None:
@@ -85,6 +97,8 @@ def configure(*, verbosity: int = 0, fmt: LogFormat = "auto", stream: TextIO | N
     level = logging.WARNING - 10 * max(0, min(verbosity, 2))
     json_lines = fmt == "json" or (fmt == "auto" and not out.isatty())
     settings = _Settings(level, json_lines, out.isatty(), out)
+    global _level  # noqa: PLW0603 - the process's one configuration
+    _level = level
     with _loading:
         if "structlog" in sys.modules:
             _apply(sys.modules["structlog"], settings)
@@ -144,7 +158,13 @@ class _Logger:
         return _Logger({**self._values, **values})
 
     def __getattr__(self, method: str) -> Any:
+        if _LEVELS.get(method, logging.CRITICAL) < _level:
+            return _dropped  # as structlog's filtering logger would, without importing it
         return getattr(_structlog().get_logger(**self._values), method)
+
+
+def _dropped(*_args: Any, **_kw: Any) -> None:
+    return None
 
 
 def get(name: str | None = None) -> Any:

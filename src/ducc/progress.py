@@ -1,5 +1,6 @@
 """Progress bars on a terminal (downloads and layer application: bytes, rate, per task),
-nothing elsewhere. A leaf module: a task is a context yielding an `advance(n)` callback."""
+nothing elsewhere. A leaf module: a task is a context yielding an `advance(n)` callback.
+rich is imported when the first bar is shown: off a terminal it is never loaded."""
 
 from __future__ import annotations
 
@@ -7,17 +8,11 @@ import contextlib
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 Advance = Callable[[int], None]
 
@@ -30,8 +25,10 @@ class Bars:
     """Shared by every thread; the display starts with the first task and stops with the last."""
 
     def __init__(self, console: Console | None = None, *, enabled: bool | None = None) -> None:
-        self.console = console or Console(stderr=True)
-        self.enabled = self.console.is_terminal if enabled is None else enabled
+        self._console = console  # default: stderr's, made with the first bar
+        if enabled is None:
+            enabled = console.is_terminal if console is not None else sys.stderr.isatty()
+        self.enabled = enabled
         self._lock = threading.Lock()
         self._progress: Progress | None = None
         self._tasks = 0
@@ -52,13 +49,25 @@ class Bars:
     def _open(self) -> Progress:
         with self._lock:
             if self._progress is None:
+                from rich.console import Console  # noqa: PLC0415 - only on a terminal
+                from rich.progress import (  # noqa: PLC0415
+                    BarColumn,
+                    DownloadColumn,
+                    Progress,
+                    TextColumn,
+                    TimeRemainingColumn,
+                    TransferSpeedColumn,
+                )
+
+                if self._console is None:
+                    self._console = Console(stderr=True)
                 self._progress = Progress(
                     TextColumn("{task.description}"),
                     BarColumn(),
                     DownloadColumn(),
                     TransferSpeedColumn(),
                     TimeRemainingColumn(),
-                    console=self.console,
+                    console=self._console,
                     transient=True,
                 )
                 self._progress.start()
