@@ -3,6 +3,7 @@ work failed, 2 bad input or usage, 130 interrupted); a traceback only with `--de
 
 from __future__ import annotations
 
+import gc
 import sys
 import traceback
 from typing import NoReturn
@@ -41,7 +42,9 @@ def _run(argv: list[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Console-script entry point."""
+    """Console-script entry point (`argv` given: called from another program)."""
+    own_process = argv is None
+    cli.settle = own_process
     try:
         code = _run(argv)
     except Exception as exc:  # an unexpected bug: say so, show the traceback only on request
@@ -51,4 +54,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         else:
             click.echo("hint: run again with --debug for the traceback", err=True)
         code = ExitCode.FAILED
+    if own_process:
+        # What is left is freed at exit anyway: spare the interpreter's final collections a
+        # walk over every object of the loaded modules (about 30 ms after a conversion).
+        gc.freeze()
     sys.exit(int(code))

@@ -57,6 +57,7 @@ _KINDS = {
     tarfile.FIFOTYPE: Kind.FIFO,
 }
 _DEVICES = (tarfile.CHRTYPE, tarfile.BLKTYPE)
+_PLAIN = frozenset(_KINDS)  # type flags of members whose header is one block
 _EXTENSIONS = (
     tarfile.XHDTYPE,
     tarfile.XGLTYPE,
@@ -89,7 +90,6 @@ class _Refused(Exception):
 
 # The fixed fields of a ustar/GNU header block (POSIX.1-1988 ustar layout).
 _FIELDS = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s")
-_NUMBERS = struct.Struct("100x8s8s8s12s12s8s")  # mode uid gid size mtime chksum
 _DEVICE = struct.Struct("329x8s8s")  # devmajor devminor
 _CHECKSUM = slice(148, 156)
 
@@ -107,17 +107,32 @@ class _Header(tarfile.TarInfo):
 
     @classmethod
     def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _Header:
+        header = cls.plain(buf, encoding, errors)
+        return header if header is not None else super().frombuf(buf, encoding, errors)
+
+    @classmethod
+    def plain(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _Header | None:
+        """The header in `buf` when it is a plain one, else None (tarfile's parser decides)."""
         if len(buf) != BLOCK or buf[156:157] == tarfile.GNUTYPE_SPARSE:
-            return super().frombuf(buf, encoding, errors)
-        try:  # octal up to the first NUL, as tarfile's nti()
-            numbers = [int(f.partition(b"\0")[0] or b"0", 8) for f in _NUMBERS.unpack_from(buf)]
-        except ValueError:  # base-256 or garbage: tarfile's parser decides
-            return super().frombuf(buf, encoding, errors)
-        if numbers[5] != 256 + sum(buf) - sum(buf[_CHECKSUM]):
-            return super().frombuf(buf, encoding, errors)
+            return None
         fields = _FIELDS.unpack_from(buf)
-        header = cls(_text(fields[0], encoding, errors))
-        header.mode, header.uid, header.gid, header.size, header.mtime, header.chksum = numbers
+        try:  # octal up to the first NUL, as tarfile's nti()
+            mode, uid, gid, size, mtime, chksum = (
+                int(fields[i].partition(b"\0")[0] or b"0", 8) for i in range(1, 7)
+            )
+        except ValueError:  # base-256 or garbage
+            return None
+        if chksum != 256 + sum(buf) - sum(buf[_CHECKSUM]):
+            return None  # also an end-of-archive block
+        header = cls(fields[0].partition(b"\0")[0].decode(encoding, errors))
+        header.mode, header.uid, header.gid, header.size, header.mtime, header.chksum = (
+            mode,
+            uid,
+            gid,
+            size,
+            mtime,
+            chksum,
+        )
         header.type = fields[7]
         if header.type in _DEVICES:
             try:
@@ -125,10 +140,10 @@ class _Header(tarfile.TarInfo):
                     int(f.partition(b"\0")[0] or b"0", 8) for f in _DEVICE.unpack_from(buf)
                 )
             except ValueError:
-                return super().frombuf(buf, encoding, errors)
-        header.linkname, header.uname, header.gname = (
-            _text(fields[i], encoding, errors) for i in (8, 11, 12)
-        )
+                return None
+        header.linkname = fields[8].partition(b"\0")[0].decode(encoding, errors)
+        header.uname = fields[11].partition(b"\0")[0].decode(encoding, errors)
+        header.gname = fields[12].partition(b"\0")[0].decode(encoding, errors)
         if header.type == tarfile.AREGTYPE and header.name.endswith("/"):
             header.type = tarfile.DIRTYPE  # old V7 tar: a directory is a file ending in /
         if header.type == tarfile.DIRTYPE:
@@ -139,7 +154,11 @@ class _Header(tarfile.TarInfo):
 
     @classmethod
     def fromtarfile(cls, tarfile_: Any) -> _Header:
-        buf = tarfile_.fileobj.read(BLOCK)
+        return cls.from_block(tarfile_.fileobj.read(BLOCK), tarfile_)
+
+    @classmethod
+    def from_block(cls, buf: bytes, tarfile_: Any) -> _Header:
+        """The member whose (first) header block is `buf`, extension headers applied."""
         header = cls.frombuf(buf, tarfile_.encoding, tarfile_.errors)
         header.offset = tarfile_.fileobj.tell() - BLOCK
         if header.type == tarfile.GNUTYPE_SPARSE:
@@ -238,9 +257,19 @@ class TarReader:
 
     def _next_header(self) -> tarfile.TarInfo | None:
         start = self._offset
-        self._source.extensions = 0
+        source = self._source
+        source.extensions = 0
+        block = self.read(BLOCK)
+        if block[156:157] in _PLAIN and not source.pax_headers:
+            # The common member: one block, no extension header (tarfile's own processing
+            # of such a member only records offsets and copies the empty PAX globals).
+            header = _Header.plain(block, source.encoding, source.errors)
+            if header is not None:
+                header.offset, header.offset_data = start, start + BLOCK
+                header.pax_headers = {}
+                return header
         try:
-            return _Header.fromtarfile(self._source)
+            return _Header.from_block(block, source)
         except _END_OF_DATA:
             return None  # end-of-archive marker, or data ending at a header boundary
         except _Refused as exc:
