@@ -94,6 +94,11 @@ def _header_blocks() -> list[bytes]:
     v7_dir[156] = 0  # AREGTYPE with a trailing slash is a directory
     v7_dir[148:156] = b"%06o\0 " % (sum(v7_dir[:148]) + sum(v7_dir[156:]) + 256)
     blocks.append(bytes(v7_dir))
+    trailing = bytearray(plain.tobuf(tarfile.USTAR_FORMAT)[:512])
+    trailing[100:108] = b"644\0xyz\0"  # after the NUL: ignored, as tarfile ignores it
+    trailing[116:124] = b"   12   "  # spaces around the number
+    trailing[148:156] = b"%06o\0 " % (sum(trailing[:148]) + sum(trailing[156:]) + 256)
+    blocks.append(bytes(trailing))
     return [block[:512] for block in blocks]
 
 
@@ -115,3 +120,20 @@ def test_fast_header_decoding_keeps_tarfiles_errors() -> None:
         _Header.frombuf(bytes(block), "utf-8", "surrogateescape")
     with pytest.raises(tarfile.HeaderError):
         _Header.frombuf(bytes(512), "utf-8", "surrogateescape")
+
+
+def test_a_stream_reads_as_tarfile_reads_it() -> None:
+    """The one-block fast path and tarfile's member processing give the same members."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for n, block in enumerate(_header_blocks()):
+            info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+            info.name = f"{n}-{info.name}"[:90]
+            info.size = info.size if info.isreg() else 0
+            tar.addfile(info, io.BytesIO(bytes(info.size)) if info.isreg() else None)
+    data = out.getvalue()
+    with tarfile.open(fileobj=io.BytesIO(data), encoding="utf-8", errors="surrogateescape") as tar:
+        theirs = [(m.get_info(), m.pax_headers) for m in tar.getmembers()]
+    reader = TarReader(io.BytesIO(data), limits=Limits(), name="L")
+    ours = [(e.info.get_info(), e.info.pax_headers) for e in reader]
+    assert ours == theirs

@@ -90,6 +90,9 @@ class _Refused(Exception):
 
 # The fixed fields of a ustar/GNU header block (POSIX.1-1988 ustar layout).
 _FIELDS = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s")
+_NUMBERS = struct.Struct("8s8s8s12s12s8s")  # mode uid gid size mtime chksum, at 100
+_NUL_IS_SPACE = bytes.maketrans(b"\0", b" ")
+_OCTAL = (8,) * 6
 _DEVICE = struct.Struct("329x8s8s")  # devmajor devminor
 _CHECKSUM = slice(148, 156)
 
@@ -116,11 +119,11 @@ class _Header(tarfile.TarInfo):
         if len(buf) != BLOCK or buf[156:157] == tarfile.GNUTYPE_SPARSE:
             return None
         fields = _FIELDS.unpack_from(buf)
-        try:  # octal up to the first NUL, as tarfile's nti()
-            mode, uid, gid, size, mtime, chksum = (
-                int(fields[i].partition(b"\0")[0] or b"0", 8) for i in range(1, 7)
+        try:  # octal, NUL or space terminated (anything after a NUL: tarfile's parser)
+            mode, uid, gid, size, mtime, chksum = map(
+                int, _NUMBERS.unpack(buf[100:156].translate(_NUL_IS_SPACE)), _OCTAL
             )
-        except ValueError:  # base-256 or garbage
+        except ValueError:  # base-256, empty or garbage
             return None
         if chksum != 256 + sum(buf) - sum(buf[_CHECKSUM]):
             return None  # also an end-of-archive block
