@@ -39,6 +39,9 @@ from tests.support.registry import LocalRegistry, available
 PYTHON = sys.executable
 DUCC = [PYTHON, "-m", "ducc"]  # also runs an older tree on PYTHONPATH (`--before` figures)
 REPOSITORY, TAG = "bench/debian", "stable"
+# A pause after each run: freeing the last output's pages (hundreds of MB of tmpfs) goes on
+# in the kernel after rmtree returns and would otherwise be charged to the next tool.
+SETTLE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ def _measure_all(plan: dict[str, tuple[list[str], Path]], runs: int) -> dict[str
         for name, (argv, dest) in plan.items():
             results[name].append(measure(argv, dest))
             shutil.rmtree(dest, ignore_errors=True)
+            time.sleep(SETTLE_SECONDS)
     return results
 
 
