@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from ducc.errors import DigestMismatch, HostileLayer, SizeMismatch
+from ducc.errors import DigestMismatch, HostileLayer, SizeMismatch, VerificationError
 from ducc.layers.apply import apply_layer
 from ducc.layers.stream import LayerStream, ReadAhead
 from ducc.oci.digest import Digest
@@ -166,3 +168,14 @@ def test_a_refused_entry_does_not_download_the_rest_of_the_blob(tmp_path: Path) 
     with pytest.raises(HostileLayer, match=r"'\.\.'"):
         apply_layer(tmp_path, stream, name="L")
     assert raw.tell() < 20_000_000
+
+
+def test_a_stream_refused_at_its_magic_bytes_leaves_no_thread_reading() -> None:
+    """The blob's reader thread starts with the magic bytes; a refusal there stops it."""
+    raw = io.BytesIO(b"not gzip" * 1_000_000)
+    with pytest.raises(VerificationError, match="media type says gzip"):
+        LayerStream(raw, TAR_GZIP, name="L")
+    assert not [t for t in threading.enumerate() if t.name == "layer-blob"]
+    position = raw.tell()
+    time.sleep(0.2)
+    assert raw.tell() == position  # nothing reads the blob any more

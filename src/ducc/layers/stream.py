@@ -176,9 +176,13 @@ class LayerStream:
         )
         # The blob is read and hashed in a thread of its own, ahead of the decompressor.
         self._blob_ahead = ReadAhead(self._blob, lazy=True, name="layer-blob")
-        self._decompressed = Decompressed(
-            self._blob_ahead, self.compression, name=name, max_bytes=max_bytes
-        )
+        try:  # the decompressor reads the magic bytes now, which starts the thread
+            self._decompressed = Decompressed(
+                self._blob_ahead, self.compression, name=name, max_bytes=max_bytes
+            )
+        except BaseException:
+            self._blob_ahead.close()  # the caller gets no stream to close
+            raise
         self._tar = VerifyingReader(
             self._decompressed, diff_id or _UNKNOWN, None, f"layer {name} diff_id"
         )
