@@ -4,35 +4,20 @@ SIGHUP with a changed (or broken) recipe, webhooks, metrics, sd_notify, clean SI
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.support.ducc import app_image, ducc, unique, write_recipe
+from tests.support.loop import Loops
 from tests.support.registry import LocalRegistry, free_port
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class Loop:
-    proc: subprocess.Popen[str]
-    root: Path
-    log: Path
-
-    def stop(self) -> tuple[int, str]:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
-        return self.proc.returncode, self.log.read_text()
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> float:
@@ -50,34 +35,8 @@ def published(root: Path, ref: str, text: str) -> Callable[[], bool]:
     return lambda: app.is_file() and app.read_text() == text
 
 
-@pytest.fixture
-def start_loop(tmp_path: Path) -> Iterator[Callable[..., Loop]]:
-    loops: list[Loop] = []
-
-    def start(recipe: Path, *extra: str, env: dict[str, str] | None = None) -> Loop:
-        root = tmp_path / "repo"
-        log = tmp_path / f"loop{len(loops)}.log"
-        argv = [sys.executable, "-m", "ducc", "--log-format", "json", "-v", "loop", str(recipe)]
-        argv += ["--publisher", "dir", "--root", str(root), "--state-dir", str(tmp_path / "s")]
-        proc = subprocess.Popen(
-            [*argv, *extra],
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("w"),
-            env={**os.environ, **(env or {})},
-            text=True,
-        )
-        loops.append(Loop(proc, root, log))
-        return loops[-1]
-
-    yield start
-    for loop in loops:
-        if loop.proc.poll() is None:
-            loop.proc.kill()
-            loop.proc.wait()
-
-
 def test_loop_publishes_new_tags_and_updates_reloads_and_stops_cleanly(
-    registry: LocalRegistry, start_loop: Callable[..., Loop], tmp_path: Path
+    registry: LocalRegistry, loops: Loops, tmp_path: Path
 ) -> None:
     name = unique("loop")
     pusher = registry.pusher()
@@ -88,7 +47,7 @@ def test_loop_publishes_new_tags_and_updates_reloads_and_stops_cleanly(
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.settimeout(30)
-    loop = start_loop(
+    loop = loops.start(
         recipe, "--interval", "2s", env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
     )
     messages = [notify.recv(4096) for _ in range(2)]
@@ -126,13 +85,13 @@ def test_loop_publishes_new_tags_and_updates_reloads_and_stops_cleanly(
 
 
 def test_failing_image_backs_off_and_does_not_stop_the_others(
-    registry: LocalRegistry, start_loop: Callable[..., Loop], tmp_path: Path
+    registry: LocalRegistry, loops: Loops, tmp_path: Path
 ) -> None:
     name = unique("backoff")
     registry.pusher().image(f"{name}/app", "1", app_image("ok"))
     good, bad = f"{registry.url}/{name}/app:1", f"{registry.url}/{name}/missing:1"
     recipe = write_recipe(tmp_path / "r.yaml", "local.test", [bad, good])
-    loop = start_loop(recipe, "--interval", "1s", "--jitter", "0")
+    loop = loops.start(recipe, "--interval", "1s", "--jitter", "0")
     wait_for(published(loop.root, good, "ok"))
     time.sleep(4)
     code, log = loop.stop()
@@ -150,7 +109,7 @@ def test_failing_image_backs_off_and_does_not_stop_the_others(
 
 
 def test_webhook_schedules_a_push_at_once_and_metrics_are_served(
-    registry: LocalRegistry, start_loop: Callable[..., Loop], tmp_path: Path
+    registry: LocalRegistry, loops: Loops, tmp_path: Path
 ) -> None:
     name = unique("hook")
     pusher = registry.pusher()
@@ -159,7 +118,7 @@ def test_webhook_schedules_a_push_at_once_and_metrics_are_served(
     recipe = write_recipe(tmp_path / "r.yaml", "local.test", [f"{base}:v*"])
     (tmp_path / "secret").write_text("s3cret\n")
     hook, metrics = free_port(), free_port()
-    loop = start_loop(
+    loop = loops.start(
         recipe,
         "--interval", "1h",
         "--webhook-listen", f"127.0.0.1:{hook}",

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.ducc import Run, app_image, ducc, unique, write_recipe
+from tests.support.filesystems import fill, tmpfs
 from tests.support.images import directory, file, make_image, make_layer
 from tests.support.registry import LocalRegistry
 
@@ -55,30 +56,13 @@ def test_a_full_state_directory_does_not_stop_publishing(
     registry.pusher().image(f"{name}/app", "1", app_image("full"))
     image = f"{registry.url}/{name}/app:1"
     recipe = write_recipe(tmp_path / "r.yaml", "local.test", [image])
-    state = tmp_path / "state"
-    state.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", state], check=True)
-    try:
+    with tmpfs(tmp_path / "state", "64k") as state:
         fill(state)
         run = convert(recipe, tmp_path / "repo", state, "--downloads-dir", tmp_path / "dl")
-    finally:
-        subprocess.run(["umount", "-l", state], check=True)
     assert run.code == 0, run.stderr
     assert run.outcomes() == {image: "added"}
     assert "state_unavailable" in run.stderr
     assert str(state / "state.sqlite") in run.stderr
-
-
-def fill(path: Path) -> None:
-    """Write into `path` until its file system is full."""
-    fd = os.open(path / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass  # full
-    finally:
-        os.close(fd)
 
 
 def test_two_processes_sharing_a_state_directory_keep_their_blobs(

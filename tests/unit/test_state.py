@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import structlog
 from ducc.pipeline.report import ImageResult, Outcome, Recorder
 from ducc.service import state as state_module
 from ducc.service.state import Conversion, State
+from tests.support.filesystems import fill, tmpfs
 
 
 def test_checks_count_failures_and_reset_on_success(tmp_path: Path) -> None:
@@ -126,28 +125,6 @@ def test_the_history_keeps_its_newest_entries(
     for n in range(12):
         state.record_conversion(Conversion("r", f"i{n}", n, n + 1, "added", None, 0, None))
     assert [c.image for c in state.conversions(100)] == [f"i{n}" for n in range(11, 6, -1)]
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", path], check=True)
-
-
-def fill(directory: Path) -> None:
-    """Write into `directory` until its file system is full."""
-    fd = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            pass
-    except OSError:
-        pass  # full
-    finally:
-        os.close(fd)
 
 
 @pytest.mark.root
