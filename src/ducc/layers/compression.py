@@ -15,7 +15,7 @@ from typing import Any, cast
 import zstandard
 
 from ducc.errors import HostileLayer, VerificationError
-from ducc.oci.digest import BinaryReadable
+from ducc.oci.digest import BinaryReadable, ReadableStream
 from ducc.oci.model import Compression, layer_compression
 
 _igzip: ModuleType | None
@@ -57,7 +57,7 @@ def sniff(head: bytes) -> Compression:
     return Compression.NONE
 
 
-class _Prefixed:
+class _Prefixed(ReadableStream):
     """A reader that first returns bytes already read (the sniffed head), then the rest."""
 
     def __init__(self, head: bytes, raw: BinaryReadable) -> None:
@@ -72,14 +72,6 @@ class _Prefixed:
             return head + (self._raw.read(n - len(head)) if n > len(head) else b"")
         head, self._head = self._head[:n], self._head[n:]
         return head
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
 
 class ZstdFrames:
@@ -185,7 +177,7 @@ class _Tap:
         return data
 
 
-class Decompressed:
+class Decompressed(ReadableStream):
     """The decompressed bytes of a layer blob, counted and capped at `max_bytes`."""
 
     def __init__(
@@ -240,14 +232,6 @@ class Decompressed:
                 self.name, "(stream)", f"expands to more than {self.max_bytes} bytes"
             )
         return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
     def _end(self) -> None:
         self.eof = True

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ducc.errors import DigestMismatch, SizeMismatch
 from ducc.layers.compression import CHUNK, Decompressed, compression_for
-from ducc.oci.digest import BinaryReadable, Digest, VerifyingReader
+from ducc.oci.digest import BinaryReadable, Digest, ReadableStream, VerifyingReader
 from ducc.oci.model import Compression
 
 # A stand-in expectation when the caller knows no digest: VerifyingReader still hashes and
@@ -120,7 +120,7 @@ class ReadAhead:
         self._thread.join()
 
 
-class _Counted:
+class _Counted(ReadableStream):
     """Counts the bytes of a raw stream that verifies its own digest (the registry client's
     blob stream does, on the read that reaches the end): no second hash of the blob."""
 
@@ -134,17 +134,12 @@ class _Counted:
         self.count += len(data)
         return data
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
     def drain(self, chunk: int = CHUNK) -> None:
         while self.read(chunk):
             pass
 
 
-class LayerStream:
+class LayerStream(ReadableStream):
     """A readable tar stream over a (compressed) layer blob that verifies what it read.
 
     `blob_verified` says that `raw` checks the blob digest itself (raising on mismatch at its
@@ -193,11 +188,6 @@ class LayerStream:
             self._ahead = ReadAhead(self._tar, name="layer-inflate")
         return self._ahead.read(n)
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
     def close(self) -> None:
         """Stop reading ahead (after a failure); the stream cannot be read afterwards."""
         self._close_tar()
@@ -207,9 +197,6 @@ class LayerStream:
         """Stop decompressing ahead; the blob may still be drained (`verify_blob`)."""
         if self._ahead is not None:
             self._ahead.close()
-
-    def readable(self) -> bool:
-        return True
 
     def limit(self, max_bytes: int) -> None:
         """Lower the cap on expanded bytes (a decompression bomb is refused when it passes).

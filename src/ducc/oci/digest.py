@@ -14,6 +14,19 @@ class BinaryReadable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
+class ReadableStream:
+    """`readinto` and `readable` for a class that defines `read`, as file-like consumers
+    (decompressors, copy loops) may ask for them."""
+
+    def readinto(self: BinaryReadable, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+
 # Registered algorithms and the exact length of their lowercase hex encoding.
 HEX_LENGTHS = {"sha256": 64, "sha512": 128}
 _ALGORITHM = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*")
@@ -85,7 +98,7 @@ def chain_ids(diff_ids: list[Digest]) -> list[Digest]:
     return chains
 
 
-class VerifyingReader:
+class VerifyingReader(ReadableStream):
     """A readable stream that hashes and counts what passes through it.
 
     `verify()` (called by the consumer after draining) raises `DigestMismatch` or
@@ -110,14 +123,6 @@ class VerifyingReader:
         self._hash.update(data)
         self.count += len(data)
         return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
 
     def drain(self, chunk: int = 1 << 20) -> None:
         while self.read(chunk):
