@@ -4,6 +4,7 @@ slope) that load tests assert on."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import threading
@@ -26,6 +27,7 @@ class Sample:
     threads: int
     fds: int
     processes: int
+    sockets: int = 0  # of the `fds`
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +38,22 @@ class ProcStat:
     hwm: int
     threads: int
     fds: int
+    sockets: int
+
+
+def _sockets(fd_dir: Path, names: list[str]) -> int:
+    count = 0
+    for name in names:
+        with contextlib.suppress(OSError):  # closed since the listing
+            count += os.readlink(fd_dir / name).startswith("socket:")
+    return count
 
 
 def read_status(pid: int) -> ProcStat | None:
     try:
         text = (PROC / str(pid) / "status").read_text()
-        fds = len(os.listdir(PROC / str(pid) / "fd"))
+        fd_dir = PROC / str(pid) / "fd"
+        names = os.listdir(fd_dir)
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     values: dict[str, int] = {}
@@ -51,7 +63,10 @@ def read_status(pid: int) -> ProcStat | None:
             values[key] = int(rest.split()[0])
     if "VmRSS" not in values:  # a zombie has no memory lines
         return None
-    return ProcStat(values["VmRSS"] * 1024, values["VmHWM"] * 1024, values["Threads"], fds)
+    sockets = _sockets(fd_dir, names)
+    return ProcStat(
+        values["VmRSS"] * 1024, values["VmHWM"] * 1024, values["Threads"], len(names), sockets
+    )
 
 
 def _parent_of(pid: int) -> int | None:
@@ -92,6 +107,7 @@ def take(root: int, at: float) -> Sample | None:
         threads=sum(s.threads for s in stats),
         fds=sum(s.fds for s in stats),
         processes=len(stats),
+        sockets=sum(s.sockets for s in stats),
     )
 
 
@@ -121,6 +137,12 @@ class Summary:
     last_threads: float
     first_fds: float
     last_fds: float
+    # The fewest descriptors other than sockets seen in each window: what the process holds
+    # between pieces of work (a conversion holds locks and blob files for a moment), where a
+    # leaked file shows. Sockets are counted apart: a connection pool keeps some open at rest.
+    first_files_floor: int
+    last_files_floor: int
+    peak_sockets: int
     rss_slope_per_min: float  # bytes per minute, least squares over the window-limited run
 
     def lines(self) -> list[str]:
@@ -133,7 +155,9 @@ class Summary:
             f"RSS median first/last window {self.first_rss / mib:.1f}/{self.last_rss / mib:.1f} "
             f"MiB, slope {self.rss_slope_per_min / mib:+.3f} MiB/min",
             f"threads median first/last {self.first_threads:g}/{self.last_threads:g}, "
-            f"FDs median first/last {self.first_fds:g}/{self.last_fds:g}",
+            f"FDs median first/last {self.first_fds:g}/{self.last_fds:g}, "
+            f"files floor first/last {self.first_files_floor}/{self.last_files_floor}, "
+            f"peak sockets {self.peak_sockets}",
         ]
 
 
@@ -160,6 +184,9 @@ def summarize(samples: Sequence[Sample], *, skip: float = 0.0, window: float = 1
         last_threads=statistics.median(s.threads for s in last),
         first_fds=statistics.median(s.fds for s in first),
         last_fds=statistics.median(s.fds for s in last),
+        first_files_floor=min(s.fds - s.sockets for s in first),
+        last_files_floor=min(s.fds - s.sockets for s in last),
+        peak_sockets=max(s.sockets for s in samples),
         rss_slope_per_min=60 * slope([s.at for s in steady], [s.rss for s in steady]),
     )
 
