@@ -99,7 +99,20 @@ def _header_blocks() -> list[bytes]:
     trailing[116:124] = b"   12   "  # spaces around the number
     trailing[148:156] = b"%06o\0 " % (sum(trailing[:148]) + sum(trailing[156:]) + 256)
     blocks.append(bytes(trailing))
+    heavy = bytearray(plain.tobuf(tarfile.USTAR_FORMAT)[:512])
+    for field in (slice(0, 100), slice(157, 257), slice(265, 297), slice(297, 329)):
+        heavy[field] = b"\xff" * (field.stop - field.start - 1) + b"\0"  # the largest sums
+    heavy[345:500] = b"\xfe" * 154 + b"\0"  # ustar prefix
+    heavy[148:156] = b"%06o\0 " % (sum(heavy[:148]) + sum(heavy[156:]) + 256)
+    blocks.append(bytes(heavy))
     return [block[:512] for block in blocks]
+
+
+def test_header_checksum_is_the_byte_sum_with_the_field_as_spaces() -> None:
+    from ducc.layers.tarstream import _checksum
+
+    for block in (bytes(512), b"\xff" * 512, bytes(range(256)) * 2, b"\x80" * 300 + b"\x7f" * 212):
+        assert _checksum(block) == sum(block[:148]) + 8 * 32 + sum(block[156:])
 
 
 @pytest.mark.parametrize("block", _header_blocks())

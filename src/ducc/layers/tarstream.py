@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -94,7 +95,16 @@ _NUMBERS = struct.Struct("8s8s8s12s12s8s")  # mode uid gid size mtime chksum, at
 _NUL_IS_SPACE = bytes.maketrans(b"\0", b" ")
 _OCTAL = (8,) * 6
 _DEVICE = struct.Struct("329x8s8s")  # devmajor devminor
-_CHECKSUM = slice(148, 156)
+
+
+def _checksum(block: bytes | bytearray) -> int:
+    """The unsigned checksum of a header block: the sum of its bytes, the checksum field
+    (148-155) counted as 8 spaces. The low half of zlib's Adler-32 is 1 + the byte sum modulo
+    65521, exact for up to 256 bytes (256 * 255 < 65520): three pieces around the field are
+    summed in C, about 5x faster than `sum()` over the block."""
+    a, b, c = block[:148], block[156:412], block[412:BLOCK]
+    adler = zlib.adler32
+    return 256 + (adler(a) & 0xFFFF) + (adler(b) & 0xFFFF) + (adler(c) & 0xFFFF) - 3
 
 
 def _text(field: bytes, encoding: str, errors: str) -> str:
@@ -125,8 +135,8 @@ class _Header(tarfile.TarInfo):
             )
         except ValueError:  # base-256, empty or garbage
             return None
-        if chksum != 256 + sum(buf) - sum(buf[_CHECKSUM]):
-            return None  # also an end-of-archive block
+        if chksum != _checksum(buf):
+            return None  # also an end-of-archive block, or a signed checksum
         header = cls(fields[0].partition(b"\0")[0].decode(encoding, errors))
         header.mode, header.uid, header.gid, header.size, header.mtime, header.chksum = (
             mode,
