@@ -128,6 +128,44 @@ def test_symlink_and_file_replace_each_other(root: Path) -> None:
     assert os.readlink(root / "x") == "elsewhere"
 
 
+@pytest.mark.parametrize("replacement", ["file", "symlink", "whiteout"])
+def test_a_directory_replaced_or_removed_in_the_same_layer_gets_no_times(
+    root: Path, replacement: str
+) -> None:
+    entries = [d("x", mtime=1_000_000_000), f("x/inner", b"1"), d("y", mtime=1_100_000_000)]
+    if replacement == "file":
+        entries.append(f("x", b"now a file", mtime=2_000_000_000))
+    elif replacement == "symlink":
+        entries.append(sym("x", "y", mtime=2_000_000_000))
+    else:  # a lower directory this layer met (a whiteout inside it), then whited out
+        apply(root, [d("x", mtime=1_000_000_000), f("x/inner", b"1"), f("x/other")])
+        entries = [f("x/.wh.other"), f(".wh.x"), d("y", mtime=1_100_000_000)]
+    apply(root, entries)
+    assert os.lstat(root / "y").st_mtime == 1_100_000_000
+    if replacement == "whiteout":
+        assert not os.path.lexists(root / "x")
+        return
+    assert os.lstat(root / "x").st_mtime == 2_000_000_000
+    assert not stat.S_ISDIR(os.lstat(root / "x").st_mode)
+
+
+def test_a_directory_made_by_an_entry_is_not_looked_up_again(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked: list[str] = []
+    real_lstat = os.lstat
+
+    def lstat(path: str | Path, *args: object, **kwargs: object) -> os.stat_result:
+        looked.append(os.fspath(path))
+        return real_lstat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    apply(root, [d("usr"), d("usr/lib"), f("usr/lib/a"), f("usr/lib/b"), f("usr/c")])
+    monkeypatch.undo()
+    assert not [path for path in looked if path.endswith(("/usr", "/usr/lib"))]
+    assert sorted(os.listdir(root / "usr/lib")) == ["a", "b"]
+
+
 def test_parent_cache_follows_a_directory_replaced_by_a_symlink(root: Path) -> None:
     apply(root, [d("c"), d("c/b"), d("a"), d("a/b"), f("a/b/x", b"1")])
     apply(root, [f("a/b/first", b"f"), sym("a", "c"), f("a/b/y", b"2")])

@@ -109,7 +109,7 @@ def _header_blocks() -> list[bytes]:
 
 
 def test_header_checksum_is_the_byte_sum_with_the_field_as_spaces() -> None:
-    from ducc.layers.tarstream import _checksum
+    from ducc.layers.tarheader import checksum as _checksum
 
     for block in (bytes(512), b"\xff" * 512, bytes(range(256)) * 2, b"\x80" * 300 + b"\x7f" * 212):
         assert _checksum(block) == sum(block[:148]) + 8 * 32 + sum(block[156:])
@@ -117,7 +117,7 @@ def test_header_checksum_is_the_byte_sum_with_the_field_as_spaces() -> None:
 
 @pytest.mark.parametrize("block", _header_blocks())
 def test_fast_header_decoding_equals_tarfile(block: bytes) -> None:
-    from ducc.layers.tarstream import _Header
+    from ducc.layers.tarheader import Header as _Header
 
     ours = _Header.frombuf(block, "utf-8", "surrogateescape").get_info()
     theirs = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape").get_info()
@@ -125,7 +125,7 @@ def test_fast_header_decoding_equals_tarfile(block: bytes) -> None:
 
 
 def test_fast_header_decoding_keeps_tarfiles_errors() -> None:
-    from ducc.layers.tarstream import _Header
+    from ducc.layers.tarheader import Header as _Header
 
     block = bytearray(tarfile.TarInfo("x").tobuf(tarfile.USTAR_FORMAT)[:512])
     block[0] = ord("y")

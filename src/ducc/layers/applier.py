@@ -59,13 +59,20 @@ class Applier:
         self.resolver = Resolver(root, seen=self._seen, made=self._made)
         self.lower = Resolver(os.fspath(lower)) if lower is not None else None
         self.upper = Upper()
-        self.whiteouts = Whiteouts(root, self.upper, self.resolver.forget)
+        self.whiteouts = Whiteouts(root, self.upper, self._forget)
+        self.removed = False  # a directory or symlink of the tree went away in this layer
         self.counts = Counts()
         self.entry = ""
         self.current: Entry | None = None
         self.dir_times: dict[str, tuple[int, int]] = {}
         self.dir_modes: dict[str, int] = {}  # unprivileged: final modes of opened-up dirs
         self._seen("", os.lstat(root))
+
+    def _forget(self) -> None:
+        """A directory or a symlink went away: resolved parents may be stale, and a directory
+        whose times are kept may be gone."""
+        self.resolver.forget()
+        self.removed = True
 
     def _seen(self, rel: str, info: os.stat_result) -> None:
         """An existing directory met while resolving: keep its times (and, unprivileged,
@@ -183,6 +190,8 @@ class Applier:
             self.dir_modes[rel] = mode
             os.chmod(path, mode | 0o700)
         self.dir_times[rel] = times_of(entry.info)
+        if rel:
+            self.resolver.learn(entry.name, rel)
         self.counts.directories += 1
 
     def _symlink(self, entry: Entry, rel: str, reader: TarReader) -> None:
@@ -255,11 +264,11 @@ class Applier:
         info = os.lstat(path)
         if stat.S_ISDIR(info.st_mode):
             remove_tree(path)
-            self.resolver.forget()
+            self._forget()
         else:
             os.unlink(path)
             if stat.S_ISLNK(info.st_mode):
-                self.resolver.forget()
+                self._forget()
 
     def _link_source(self, link: str) -> str | None:
         """The real path of a hard-link target inside the tree (its final component is not
@@ -322,14 +331,17 @@ class Applier:
         self.counts.files += 1
 
     def _finish_directories(self) -> None:
-        """Directory modes (unprivileged) and times last, so later entries do not bump them."""
+        """Directory modes (unprivileged) and times last, so later entries do not bump them.
+        Each directory is checked to still be one only when something went away in this
+        layer (otherwise every one of them is where this layer met or made it)."""
+        check = self.removed
         for rel, mode in self.dir_modes.items():
             path = self.resolver.path(rel)
-            if _is_dir(path):
+            if not check or _is_dir(path):
                 os.chmod(path, mode)
         for rel, times in self.dir_times.items():
             path = self.resolver.path(rel)
-            if _is_dir(path):
+            if not check or _is_dir(path):
                 os.utime(path, ns=times, follow_symlinks=False)
 
     def stats(self, entries: int, digests: LayerDigests) -> ApplyStats:

@@ -51,6 +51,11 @@ class Resolver:
     def forget(self) -> None:
         self._cache = {"": ""}
 
+    def learn(self, logical: str, real: str) -> None:
+        """`real` is a directory just made (or found) for the entry named `logical`: its
+        children resolve without looking at it again."""
+        self._cache[logical] = self._cache[real] = real
+
     def directory(self, logical: str, *, create: bool) -> str | None:
         """The real path of directory `logical`, or None when it does not exist (and
         `create` is off). Raises ResolveError for a non-directory or a symlink loop."""

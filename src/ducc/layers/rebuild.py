@@ -21,7 +21,8 @@ from ducc.layers.limits import Limits
 from ducc.layers.metadata import XATTR_PREFIX, parse_ns, times_of, xattr_allowed
 from ducc.layers.paths import Resolver, open_file, read_symlink, unresolved_link
 from ducc.layers.stream import READ_AHEAD_BYTES, LayerDigests, LayerStream
-from ducc.layers.tarstream import BLOCK, CHUNK, WHITEOUT, Entry, Kind, TarReader
+from ducc.layers.tarheader import BLOCK
+from ducc.layers.tarstream import CHUNK, WHITEOUT, Entry, Kind, TarReader
 
 _END = bytes(2 * BLOCK)
 _TYPES = {
