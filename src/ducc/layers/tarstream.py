@@ -123,8 +123,8 @@ class TarReader:
             if info is None:
                 return
             entry = self._validate(info)
-            self._left = entry.size
-            self._pad = -entry.size % BLOCK
+            self._left = size = info.size if entry.kind is Kind.FILE else 0
+            self._pad = -size % BLOCK
             yield entry
 
     def _next_header(self) -> tarfile.TarInfo | None:
@@ -188,11 +188,12 @@ class TarReader:
             raise self.refuse(entry, f"'..' in {what} {text!r}")
         if len(parts) > limits.max_depth:
             raise self.refuse(entry, f"more than {limits.max_depth} components in {what}")
-        for part in parts:
-            if len(part) > limits.max_name and _size(part) > limits.max_name:
-                raise self.refuse(
-                    entry, f"a component of the {what} is over {limits.max_name} bytes"
-                )
+        if len(text) > limits.max_name:  # else no component can be longer
+            for part in parts:
+                if len(part) > limits.max_name and _size(part) > limits.max_name:
+                    raise self.refuse(
+                        entry, f"a component of the {what} is over {limits.max_name} bytes"
+                    )
         return parts
 
     def _check_sizes(self, info: tarfile.TarInfo, kind: Kind) -> None:
