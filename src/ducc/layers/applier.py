@@ -156,16 +156,7 @@ class Applier:
         if copy is not None:
             fds.append(copy.fd)
         try:
-            if copy is None:
-                size = reader.copy_to(fds[0])
-            else:
-                size = 0
-                for view in reader.chunks():
-                    for fd in fds:
-                        left = view
-                        while left:
-                            left = left[os.write(fd, left) :]
-                    size += len(view)
+            size = reader.copy_to(*fds)
             self.metadata.file(fds[0], entry.info)
             if copy is not None:
                 copy.applier.metadata.file(copy.fd, entry.info)

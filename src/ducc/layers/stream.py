@@ -137,10 +137,6 @@ class _Counted(ReadableStream):
         self.count += len(data)
         return data
 
-    def drain(self, chunk: int = CHUNK) -> None:
-        while self.read(chunk):
-            pass
-
 
 class LayerStream(ReadableStream):
     """A readable tar stream over a (compressed) layer blob that verifies what it read.
@@ -208,8 +204,7 @@ class LayerStream(ReadableStream):
 
     def finish(self) -> LayerDigests:
         """Read what is left (end-of-archive padding), then check blob and diff_id digests."""
-        while self.read(CHUNK):
-            pass
+        self.drain(CHUNK)
         self.verify_blob()
         self.close()
         if self._expect_diff:
@@ -236,8 +231,7 @@ class LayerStream(ReadableStream):
         fetching again) from a layer that is bad as published; it never decompresses more.
         """
         self._stop_threads()
-        while self._blob.read(CHUNK):
-            pass
+        self._blob.drain(CHUNK)
         if isinstance(self._blob, VerifyingReader) and self._expect_blob:
             self._blob.verify()
         elif self._size is not None and self._blob.count != self._size:

@@ -91,7 +91,7 @@ class Header(tarfile.TarInfo):
             return None
         if chksum != checksum(buf):
             return None  # also an end-of-archive block, or a signed checksum
-        header = cls(fields[0].partition(b"\0")[0].decode(encoding, errors))
+        header = cls(_text(fields[0], encoding, errors))
         header.mode, header.uid, header.gid, header.size, header.mtime, header.chksum = (
             mode,
             uid,
@@ -108,9 +108,9 @@ class Header(tarfile.TarInfo):
                 )
             except ValueError:
                 return None
-        header.linkname = fields[8].partition(b"\0")[0].decode(encoding, errors)
-        header.uname = fields[11].partition(b"\0")[0].decode(encoding, errors)
-        header.gname = fields[12].partition(b"\0")[0].decode(encoding, errors)
+        header.linkname = _text(fields[8], encoding, errors)
+        header.uname = _text(fields[11], encoding, errors)
+        header.gname = _text(fields[12], encoding, errors)
         if header.type == tarfile.AREGTYPE and header.name.endswith("/"):
             header.type = tarfile.DIRTYPE  # old V7 tar: a directory is a file ending in /
         if header.type == tarfile.DIRTYPE:

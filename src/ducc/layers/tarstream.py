@@ -235,14 +235,15 @@ class TarReader:
             self._offset += step
             yield view
 
-    def copy_to(self, fd: int) -> int:
-        """Write the current entry's data to `fd`; the number of bytes written."""
+    def copy_to(self, *fds: int) -> int:
+        """Write the current entry's data to each of `fds`; the number of bytes copied."""
         total = 0
         for view in self.chunks():
             total += len(view)
-            left = view
-            while left:
-                left = left[os.write(fd, left) :]
+            for fd in fds:
+                left = view
+                while left:
+                    left = left[os.write(fd, left) :]
         return total
 
     def _skip_rest(self) -> None:

@@ -16,7 +16,7 @@ class BinaryReadable(Protocol):
 
 class ReadableStream:
     """`readinto` and `readable` for a class that defines `read`, as file-like consumers
-    (decompressors, copy loops) may ask for them."""
+    (decompressors, copy loops) may ask for them, and `drain` (read to the end)."""
 
     def readinto(self: BinaryReadable, buffer: bytearray | memoryview) -> int:
         data = self.read(len(buffer))
@@ -25,6 +25,10 @@ class ReadableStream:
 
     def readable(self) -> bool:
         return True
+
+    def drain(self: BinaryReadable, chunk: int = 1 << 20) -> None:
+        while self.read(chunk):
+            pass
 
 
 # Registered algorithms and the exact length of their lowercase hex encoding.
@@ -123,10 +127,6 @@ class VerifyingReader(ReadableStream):
         self._hash.update(data)
         self.count += len(data)
         return data
-
-    def drain(self, chunk: int = 1 << 20) -> None:
-        while self.read(chunk):
-            pass
 
     @property
     def actual(self) -> Digest:
